@@ -1,0 +1,24 @@
+/* forward.h — the forward pass net(tau) = W a(tau-1) + U x(tau) + b, a = f(net) (SPEC §1). */
+#ifndef GRADFLOW_FORWARD_H
+#define GRADFLOW_FORWARD_H
+
+#include "gradflow/model.h"
+#include "gradflow/par.h"
+#include "gradflow/timer.h"
+
+typedef struct {
+    double *net;     /* (T, n_local) net(tau) at row tau-1, this rank's units */
+    double *fprime;  /* (T, n_local) f'(net(tau)) */
+    double *a;       /* (T+1, n) a(tau) at row tau, row 0 = a(0); replicated on every rank */
+} GfForward;
+
+/* Local.  Allocates the arrays for model's sizes; GF_ENOMEM on failure. */
+int gf_forward_alloc(const GfModel *model, GfForward *fw);
+void gf_forward_free(GfForward *fw);
+
+/* Collective on the unit communicator (one MPI_Allgatherv per step).
+ * U x(tau) for all tau is one GEMM up front; W a(tau-1) is a GEMV per step,
+ * since each step needs the previous one's gathered state. */
+void gf_forward_run(const GfModel *model, GfForward *fw, const GfPar *par, GfProgress *progress);
+
+#endif

@@ -1,0 +1,58 @@
+/* h5io.h — the only module that calls HDF5: the output file (format "gradflow/1",
+ * SPEC §6) and the user's input datasets.
+ *
+ * The output is written to PATH.partial with collective parallel HDF5 (each
+ * rank writes its own hyperslab) and renamed to PATH only after the root
+ * attribute complete=1 has been written last; on failure the partial file is
+ * removed, so a file named PATH is always whole and an earlier PATH is never
+ * lost to a failed run.
+ *
+ * Every function is Collective on the world communicator of par, agrees on
+ * errors before returning (gf_par_agree), and returns the agreed status.
+ */
+#ifndef GRADFLOW_H5IO_H
+#define GRADFLOW_H5IO_H
+
+#include <stdint.h>
+
+#include "gradflow/bptt.h"
+#include "gradflow/config.h"
+#include "gradflow/forward.h"
+#include "gradflow/model.h"
+#include "gradflow/par.h"
+
+typedef struct GfH5Out GfH5Out;
+
+/* Creates PATH.partial (replacing a stale partial file from a crashed run) and
+ * writes the root provenance attributes with complete = 0. */
+int gf_h5_create(const GfPar *par, const char *path, const char *command_line, const GfModel *sizes,
+                 GfH5Out **out);
+
+/* /config: one attribute per resolved option, and the resolved INI text as /config/ini. */
+int gf_h5_write_config(GfH5Out *h, const GfConfig *cfg, const char *ini);
+/* /model (W, U, b, a0) and /input (x, d, target_mask). */
+int gf_h5_write_model(GfH5Out *h, const GfModel *model);
+/* /forward (net, a, fprime). */
+int gf_h5_write_forward(GfH5Out *h, const GfModel *model, const GfForward *fw);
+/* /backward (delta, E) and /gradient (dE_dW, dE_dU, dE_db). */
+int gf_h5_write_backward(GfH5Out *h, const GfModel *model, const GfBackward *bw);
+
+/* Ends the file and frees h.  With status == GF_OK: writes complete = 1 last,
+ * closes, and rank 0 renames PATH.partial to PATH.  Otherwise (some rank
+ * failed) closes and removes PATH.partial.  Returns the agreed status. */
+int gf_h5_close(GfH5Out *h, int status);
+
+/* Opens the user's dataset spec "FILE.h5:/path" on rank 0 and checks that it
+ * is a 2-D floating-point dataset; dims receives its shape on every rank.
+ * Errors name `option` (e.g. "--weights"): GF_EIO when the file cannot be
+ * opened, GF_EDATA when the dataset is missing or of the wrong type or rank. */
+int gf_h5_probe(const GfPar *par, const char *spec, const char *option, int64_t dims[2]);
+
+/* Reads rows [row0, row0 + nrows) of the 2-D dataset spec (cols columns, as
+ * probed) into buf (nrows, cols) as doubles, each rank its own rows (nrows
+ * may be 0), and checks that every value is finite unless allow_nan (NaN
+ * then passes but infinities do not). */
+int gf_h5_read_rows(const GfPar *par, const char *spec, const char *option, int64_t row0,
+                    int64_t nrows, int64_t cols, double *buf, int allow_nan);
+
+#endif

@@ -1,0 +1,14 @@
+/* timeset.h — sets of time steps written as "T", "5", "1:10:2", "10:T:5", ...
+ * All functions are Local. */
+#ifndef GRADFLOW_TIMESET_H
+#define GRADFLOW_TIMESET_H
+
+#include <stdint.h>
+
+/* Parses spec, a comma list of items `t` or `a:b[:step]` (inclusive, step >= 1;
+ * `T` stands for the last step T), into mask (T entries, mask[tau-1] = 1 when
+ * tau is listed; entries not listed are set to 0).  On error returns GF_EUSAGE
+ * with a message naming `option`, the offending item and what is allowed. */
+int gf_timeset_parse(const char *spec, int64_t T, const char *option, unsigned char *mask);
+
+#endif

@@ -1,0 +1,567 @@
+/* h5io.c — parallel HDF5 output and input (see h5io.h). */
+#include <errno.h>
+#include <hdf5.h>
+#include <hdf5_hl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gf_gitrev.h"
+#include "gradflow/error.h"
+#include "gradflow/h5io.h"
+
+#define FORMAT_NAME "gradflow/1"
+
+/* Axes of the file.  Each group that uses an axis holds its own dimension
+ * scale of that name, so netCDF/xarray readers opening one group see every
+ * axis that group's datasets use. */
+typedef enum { AX_TIME, AX_UNIT, AX_INPUT, AX_OUTPUT, AX_COUNT } Axis;
+static const char *const axis_names[AX_COUNT] = {"time", "unit", "input", "output"};
+static const char *const axis_desc[AX_COUNT] = {
+    "time step tau = 1..T (row tau-1 of time-major datasets)",
+    "unit index i = 0..n-1 (0-based)",
+    "external input index j = 0..m-1",
+    "global unit index of each output unit (the last n_out units)"};
+
+struct GfH5Out {
+    const GfPar *par;
+    hid_t file, dxpl;
+    char path[GF_PATH_MAX], partial[GF_PATH_MAX + 16];
+    int64_t n, m, n_out, T;
+};
+
+static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+/* ---- attributes (collective: every rank passes identical values) ---- */
+
+static int attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val)
+{
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t attr = H5Aexists(obj, name) > 0 ? H5Aopen(obj, name, H5P_DEFAULT)
+                                           : H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = attr < 0 ? -1 : H5Awrite(attr, mtype, val);
+    if (attr >= 0)
+        H5Aclose(attr);
+    H5Sclose(space);
+    return rc < 0 ? gf_error(GF_EIO, "cannot write attribute '%s'", name) : GF_OK;
+}
+
+static int attr_str(hid_t obj, const char *name, const char *value)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    int rc = attr_write(obj, name, t, t, &value);
+    H5Tclose(t);
+    return rc;
+}
+
+static int attr_i64(hid_t obj, const char *name, int64_t v)
+{
+    return attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+}
+
+static int attr_u64(hid_t obj, const char *name, uint64_t v)
+{
+    return attr_write(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v);
+}
+
+static int attr_f64(hid_t obj, const char *name, double v)
+{
+    return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+}
+
+/* ---- datasets ---- */
+
+/* Writes this rank's block of dset: file rows [r0, r0+nr) x cols [c0, c0+nc)
+ * (rank-1 datasets: rows only) from buf, whose rows are ld elements apart.
+ * A rank with nothing to write (nr*nc == 0 or !mine) still takes part with an
+ * empty selection, as collective I/O requires. */
+static int write_block(GfH5Out *h, hid_t dset, hid_t mtype, int64_t r0, int64_t nr, int64_t c0,
+                       int64_t nc, int64_t ld, const void *buf, int mine)
+{
+    hid_t fspace = H5Dget_space(dset);
+    const int rank = H5Sget_simple_extent_ndims(fspace);
+    hsize_t fdims[2] = {1, 1};
+    H5Sget_simple_extent_dims(fspace, fdims, NULL);
+    hsize_t total = fdims[0] * (rank == 2 ? fdims[1] : 1);
+    int rc = GF_OK;
+    if (total == 0) { /* zero-sized dataset (m = 0): nothing to transfer */
+        H5Sclose(fspace);
+        return GF_OK;
+    }
+    if (rank == 1)
+        nc = 1, c0 = 0, ld = 1;
+    hid_t mspace;
+    if (!mine || nr == 0 || nc == 0) {
+        hsize_t one = 1;
+        mspace = H5Screate_simple(1, &one, NULL);
+        H5Sselect_none(mspace);
+        H5Sselect_none(fspace);
+    } else {
+        hsize_t fstart[2] = {(hsize_t)r0, (hsize_t)c0}, count[2] = {(hsize_t)nr, (hsize_t)nc};
+        hsize_t mdims[2] = {(hsize_t)nr, (hsize_t)ld}, mstart[2] = {0, 0};
+        H5Sselect_hyperslab(fspace, H5S_SELECT_SET, fstart, NULL, count, NULL);
+        mspace = H5Screate_simple(rank, mdims, NULL);
+        H5Sselect_hyperslab(mspace, H5S_SELECT_SET, mstart, NULL, count, NULL);
+    }
+    if (H5Dwrite(dset, mtype, mspace, fspace, h->dxpl, buf) < 0)
+        rc = gf_error(GF_EIO, "%s: writing a dataset failed (disk full or file system error?)",
+                      h->partial);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    return rc;
+}
+
+static int64_t axis_len(const GfH5Out *h, Axis ax)
+{
+    switch (ax) {
+    case AX_TIME: return h->T;
+    case AX_UNIT: return h->n;
+    case AX_INPUT: return h->m;
+    default: return h->n_out;
+    }
+}
+
+/* Opens (creating on first use) the dimension scale `ax` of group g. */
+static hid_t scale_of(GfH5Out *h, hid_t g, Axis ax)
+{
+    const char *name = axis_names[ax];
+    if (H5Lexists(g, name, H5P_DEFAULT) > 0)
+        return H5Dopen2(g, name, H5P_DEFAULT);
+    const hsize_t len = (hsize_t)axis_len(h, ax);
+    hid_t space = H5Screate_simple(1, &len, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    hid_t ds = H5Dcreate2(g, name, H5T_STD_I64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    if (ds < 0)
+        return ds;
+    const int mine = gf_par_rank(h->par) == 0;
+    int64_t *v = mine ? malloc((len ? len : 1) * sizeof *v) : NULL;
+    if (mine && !v) {
+        H5Dclose(ds);
+        return -1;
+    }
+    for (hsize_t k = 0; mine && k < len; ++k)
+        v[k] = ax == AX_TIME ? (int64_t)k + 1 : ax == AX_OUTPUT ? h->n - h->n_out + (int64_t)k : (int64_t)k;
+    int rc = write_block(h, ds, H5T_NATIVE_INT64, 0, (int64_t)len, 0, 1, 1, v, mine);
+    free(v);
+    if (rc || H5DSset_scale(ds, name) < 0 || attr_str(ds, "description", axis_desc[ax])) {
+        H5Dclose(ds);
+        return -1;
+    }
+    return ds;
+}
+
+/* Creates dataset g/name of file type ftype with the given axes (1 or 2),
+ * attaches their scales and writes its description. Returns the dataset or < 0. */
+static hid_t create_ds(GfH5Out *h, hid_t g, const char *name, hid_t ftype, int rank, const Axis *axes,
+                       const char *desc)
+{
+    hsize_t dims[2];
+    for (int k = 0; k < rank; ++k)
+        dims[k] = (hsize_t)axis_len(h, axes[k]);
+    hid_t space = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    /* every element is written, so never spend a pass writing fill values */
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    hid_t ds = H5Dcreate2(g, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    if (ds < 0) {
+        gf_error(GF_EIO, "%s: cannot create dataset '%s'", h->partial, name);
+        return ds;
+    }
+    int bad = attr_str(ds, "description", desc);
+    for (int k = 0; k < rank && !bad; ++k) {
+        hid_t sc = scale_of(h, g, axes[k]);
+        bad = sc < 0 || H5DSattach_scale(ds, sc, (unsigned)k) < 0;
+        if (sc >= 0)
+            H5Dclose(sc);
+    }
+    if (bad) {
+        H5Dclose(ds);
+        gf_error(GF_EIO, "%s: cannot describe dataset '%s'", h->partial, name);
+        return -1;
+    }
+    return ds;
+}
+
+/* Creates and writes one float64 dataset: this rank's block as write_block. */
+static int put_f64(GfH5Out *h, hid_t g, const char *name, int rank, Axis ax0, Axis ax1,
+                   const char *desc, int64_t r0, int64_t nr, int64_t c0, int64_t nc, int64_t ld,
+                   const double *buf, int mine)
+{
+    const Axis axes[2] = {ax0, ax1};
+    hid_t ds = create_ds(h, g, name, H5T_IEEE_F64LE, rank, axes, desc);
+    if (ds < 0)
+        return GF_EIO;
+    int rc = write_block(h, ds, H5T_NATIVE_DOUBLE, r0, nr, c0, nc, ld, buf, mine);
+    H5Dclose(ds);
+    return rc;
+}
+
+static hid_t group(GfH5Out *h, const char *name, const char *desc)
+{
+    hid_t g = H5Gcreate2(h->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0 || attr_str(g, "description", desc)) {
+        if (g >= 0)
+            H5Gclose(g);
+        gf_error(GF_EIO, "%s: cannot create group %s", h->partial, name);
+        return -1;
+    }
+    return g;
+}
+
+/* ---- the output file ---- */
+
+int gf_h5_create(const GfPar *par, const char *path, const char *command_line, const GfModel *sizes,
+                 GfH5Out **out)
+{
+    quiet_hdf5();
+    *out = NULL;
+    GfH5Out *h = calloc(1, sizeof *h);
+    int rc = h ? GF_OK : gf_error(GF_ENOMEM, "out of memory");
+    if ((rc = gf_par_agree(par, rc)))
+        return rc;
+    h->par = par;
+    h->file = h->dxpl = -1;
+    snprintf(h->path, sizeof h->path, "%s", path);
+    snprintf(h->partial, sizeof h->partial, "%s.partial", path);
+    h->n = sizes->n;
+    h->m = sizes->m;
+    h->n_out = sizes->n_out;
+    h->T = sizes->T;
+
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, gf_par_world(par), MPI_INFO_NULL);
+    H5Pset_all_coll_metadata_ops(fapl, 1);
+    H5Pset_coll_metadata_write(fapl, 1);
+    h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (h->file < 0)
+        rc = gf_error(GF_EIO, "-o: cannot create '%s' (check that the directory exists and is "
+                              "writable)", h->partial);
+    if ((rc = gf_par_agree(par, rc))) {
+        free(h);
+        return rc;
+    }
+    h->dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE);
+
+    /* the creation time must be identical on all ranks: rank 0's, broadcast */
+    char stamp[32] = "", *sp = stamp;
+    if (gf_par_rank(par) == 0) {
+        time_t now = time(NULL);
+        struct tm tmv;
+        strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
+    }
+    rc = gf_par_bcast_string(par, &sp);
+    if (!rc) {
+        char grid[64];
+        snprintf(grid, sizeof grid, "1x%d", gf_par_unit_size(par));
+        if (gf_par_size(par) != gf_par_unit_size(par))
+            snprintf(grid, sizeof grid, "%dx%d", gf_par_size(par) / gf_par_unit_size(par),
+                     gf_par_unit_size(par));
+        rc = attr_str(h->file, "format", FORMAT_NAME);
+        rc = rc ? rc : attr_str(h->file, "program_version", GF_VERSION);
+        rc = rc ? rc : attr_str(h->file, "git_revision", GF_GIT_REVISION);
+        rc = rc ? rc : attr_str(h->file, "command_line", command_line);
+        rc = rc ? rc : attr_i64(h->file, "mpi_ranks", gf_par_size(par));
+        rc = rc ? rc : attr_str(h->file, "grid", grid);
+        rc = rc ? rc : attr_str(h->file, "created_utc", sp);
+        rc = rc ? rc : attr_i64(h->file, "complete", 0);
+        rc = rc ? rc : attr_str(h->file, "description",
+                                "gradflow output: forward pass, BPTT and gradients of a fully "
+                                "recurrent net (Hochreiter et al. 2001); layout in README.md. The "
+                                "file is whole only when complete = 1.");
+    }
+    if (sp != stamp)
+        free(sp);
+    rc = gf_par_agree(par, rc);
+    *out = h;
+    return rc;
+}
+
+int gf_h5_write_config(GfH5Out *h, const GfConfig *cfg, const char *ini)
+{
+    hid_t g = group(h, "config", "every resolved option, one attribute each (names as the long "
+                                 "options); the resolved INI text in /config/ini");
+    int rc = g < 0 ? GF_EIO : GF_OK;
+    for (int k = 0; !rc && k < gf_config_option_count(); ++k) {
+        GfOptValue v;
+        gf_config_option(cfg, k, &v);
+        switch (v.kind) {
+        case GF_OPT_INT: case GF_OPT_FLAG: rc = attr_i64(g, v.name, v.i); break;
+        case GF_OPT_UINT: rc = attr_u64(g, v.name, v.u); break;
+        case GF_OPT_REAL: rc = attr_f64(g, v.name, v.d); break;
+        case GF_OPT_STRING: rc = attr_str(g, v.name, v.s); break;
+        }
+    }
+    if (!rc) {
+        /* a fixed-length string: parallel HDF5 cannot write variable-length data */
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, strlen(ini) + 1);
+        H5Tset_cset(t, H5T_CSET_UTF8);
+        hid_t space = H5Screate(H5S_SCALAR);
+        hid_t ds = H5Dcreate2(g, "ini", t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (ds < 0 || attr_str(ds, "description", "the resolved configuration as INI text; "
+                                                  "gradflow --config accepts it to repeat the run")) {
+            rc = gf_error(GF_EIO, "%s: cannot create /config/ini", h->partial);
+        } else {
+            if (gf_par_rank(h->par) != 0)
+                H5Sselect_none(space);
+            if (H5Dwrite(ds, t, space, space, h->dxpl, ini) < 0)
+                rc = gf_error(GF_EIO, "%s: cannot write /config/ini", h->partial);
+        }
+        if (ds >= 0)
+            H5Dclose(ds);
+        H5Sclose(space);
+        H5Tclose(t);
+    }
+    if (g >= 0)
+        H5Gclose(g);
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_write_model(GfH5Out *h, const GfModel *mo)
+{
+    const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo, T = mo->T;
+    const int root = gf_par_rank(h->par) == 0;
+    int rc = GF_OK;
+    hid_t g = group(h, "model", "parameters: net(t) = W a(t-1) + U x(t) + b, a(t) = f(net(t))");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    rc = put_f64(h, g, "W", 2, AX_UNIT, AX_UNIT, "recurrent weights, W[i][j] = w_ij from unit j to unit i",
+                 lo, nl, 0, n, n, mo->W, 1);
+    rc = rc ? rc : put_f64(h, g, "U", 2, AX_UNIT, AX_INPUT, "input weights, U[i][j] from input j to unit i",
+                           lo, nl, 0, m, m, mo->U, 1);
+    rc = rc ? rc : put_f64(h, g, "b", 1, AX_UNIT, AX_UNIT, "biases b[i]", lo, nl, 0, 1, 1, mo->b, 1);
+    rc = rc ? rc : put_f64(h, g, "a0", 1, AX_UNIT, AX_UNIT, "initial state a(0)", lo, nl, 0, 1, 1,
+                           mo->a0 + lo, 1);
+    H5Gclose(g);
+    if ((rc = gf_par_agree(h->par, rc)))
+        return rc;
+
+    g = group(h, "input", "external inputs and targets");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    rc = put_f64(h, g, "x", 2, AX_TIME, AX_INPUT, "inputs x(tau), row tau-1", 0, T, 0, m, m, mo->x, root);
+    rc = rc ? rc : put_f64(h, g, "d", 2, AX_TIME, AX_OUTPUT,
+                           "targets d(tau) for the output units, row tau-1 (0 where target_mask = 0)",
+                           0, T, 0, mo->n_out, mo->n_out, mo->d, root);
+    if (!rc) {
+        const Axis ax[1] = {AX_TIME};
+        hid_t ds = create_ds(h, g, "target_mask", H5T_STD_U8LE, 1, ax, "1 where E(tau) counts, row tau-1");
+        rc = ds < 0 ? GF_EIO : write_block(h, ds, H5T_NATIVE_UINT8, 0, T, 0, 1, 1, mo->mask, root);
+        if (ds >= 0)
+            H5Dclose(ds);
+    }
+    H5Gclose(g);
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_write_forward(GfH5Out *h, const GfModel *mo, const GfForward *fw)
+{
+    const int64_t n = mo->n, nl = mo->n_local, lo = mo->lo, T = mo->T;
+    hid_t g = group(h, "forward", "forward pass, row tau-1 for time tau");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    int rc = put_f64(h, g, "net", 2, AX_TIME, AX_UNIT, "net input net(tau) = W a(tau-1) + U x(tau) + b",
+                     0, T, lo, nl, nl, fw->net, 1);
+    rc = rc ? rc : put_f64(h, g, "a", 2, AX_TIME, AX_UNIT, "activation a(tau) = f(net(tau))", 0, T,
+                           lo, nl, n, fw->a + n + lo, 1);
+    rc = rc ? rc : put_f64(h, g, "fprime", 2, AX_TIME, AX_UNIT, "f'(net(tau)), the diagonal of F'(tau)",
+                           0, T, lo, nl, nl, fw->fprime, 1);
+    H5Gclose(g);
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_write_backward(GfH5Out *h, const GfModel *mo, const GfBackward *bw)
+{
+    const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo, T = mo->T;
+    const int root = gf_par_rank(h->par) == 0;
+    hid_t g = group(h, "backward", "backpropagation through time, delta(tau) = dE/dnet(tau)");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    int rc = put_f64(h, g, "delta", 2, AX_TIME, AX_UNIT,
+                     "delta(tau) = dE/dnet(tau) = F'(tau) [e(tau) + W^T delta(tau+1)] (gradient sign)",
+                     0, T, lo, nl, nl, bw->delta, 1);
+    if (!rc) {
+        const Axis ax[1] = {AX_TIME};
+        hid_t ds = create_ds(h, g, "E", H5T_IEEE_F64LE, 1, ax,
+                             "E(tau) = 1/2 sum over outputs (a_k - d_k)^2 at target times, else 0");
+        rc = ds < 0 ? GF_EIO : write_block(h, ds, H5T_NATIVE_DOUBLE, 0, T, 0, 1, 1, bw->E, root);
+        rc = rc ? rc : attr_f64(ds, "loss", bw->loss);
+        if (ds >= 0)
+            H5Dclose(ds);
+    }
+    H5Gclose(g);
+    if ((rc = gf_par_agree(h->par, rc)))
+        return rc;
+
+    g = group(h, "gradient", "gradients of E; the update is Delta w = -eta dE/dw");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    rc = put_f64(h, g, "dE_dW", 2, AX_UNIT, AX_UNIT, "dE/dW = sum_tau delta(tau) a(tau-1)^T", lo, nl, 0,
+                 n, n, bw->dW, 1);
+    if (!rc) {
+        hid_t ds = H5Dopen2(g, "dE_dW", H5P_DEFAULT);
+        rc = ds < 0 ? GF_EIO : attr_f64(ds, "norm_fro", bw->norm_dW);
+        if (ds >= 0)
+            H5Dclose(ds);
+    }
+    rc = rc ? rc : put_f64(h, g, "dE_dU", 2, AX_UNIT, AX_INPUT, "dE/dU = sum_tau delta(tau) x(tau)^T",
+                           lo, nl, 0, m, m, bw->dU, 1);
+    rc = rc ? rc : put_f64(h, g, "dE_db", 1, AX_UNIT, AX_UNIT, "dE/db = sum_tau delta(tau)", lo, nl,
+                           0, 1, 1, bw->db, 1);
+    H5Gclose(g);
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_close(GfH5Out *h, int status)
+{
+    if (!h)
+        return status;
+    const GfPar *par = h->par;
+    int rc = status;
+    if (!rc) {
+        /* everything else is on disk before the file claims to be whole */
+        rc = H5Fflush(h->file, H5F_SCOPE_GLOBAL) < 0
+                 ? gf_error(GF_EIO, "%s: flushing failed (disk full?)", h->partial)
+                 : attr_i64(h->file, "complete", 1);
+        rc = gf_par_agree(par, rc);
+    }
+    if (h->dxpl >= 0)
+        H5Pclose(h->dxpl);
+    if (h->file >= 0 && H5Fclose(h->file) < 0 && !rc)
+        rc = gf_error(GF_EIO, "%s: closing failed (disk full?)", h->partial);
+    rc = gf_par_agree(par, rc);
+    if (gf_par_rank(par) == 0) {
+        if (!rc && rename(h->partial, h->path) != 0)
+            rc = gf_error(GF_EIO, "cannot rename '%s' to '%s': %s", h->partial, h->path,
+                          strerror(errno));
+        if (rc)
+            unlink(h->partial);
+    }
+    rc = gf_par_agree(par, rc);
+    free(h);
+    return rc;
+}
+
+/* ---- input datasets ---- */
+
+/* Splits "FILE:/dset" at the last ":/" into file and dataset path. */
+static int split_spec(const char *spec, const char *option, char *file, size_t fsz, const char **dset)
+{
+    const char *sep = NULL;
+    for (const char *p = spec; (p = strstr(p, ":/")) != NULL; ++p)
+        sep = p;
+    if (!sep || sep == spec || (size_t)(sep - spec) >= fsz)
+        return gf_error(GF_EUSAGE, "%s: '%s' must be FILE.h5:/path/to/dataset", option, spec);
+    memcpy(file, spec, (size_t)(sep - spec));
+    file[sep - spec] = '\0';
+    *dset = sep + 1;
+    return GF_OK;
+}
+
+int gf_h5_probe(const GfPar *par, const char *spec, const char *option, int64_t dims[2])
+{
+    quiet_hdf5();
+    int rc = GF_OK;
+    int64_t d[2] = {0, 0};
+    if (gf_par_rank(par) == 0) {
+        char file[GF_PATH_MAX];
+        const char *dpath = NULL;
+        rc = split_spec(spec, option, file, sizeof file, &dpath);
+        if (!rc && access(file, R_OK) != 0)
+            rc = gf_error(GF_EIO, "%s: cannot read '%s': %s", option, file, strerror(errno));
+        hid_t f = -1, ds = -1, sp = -1, ty = -1;
+        if (!rc && (f = H5Fopen(file, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
+            rc = gf_error(GF_EIO, "%s: '%s' is not a readable HDF5 file (corrupt or another format)",
+                          option, file);
+        if (!rc && (H5Lexists(f, dpath, H5P_DEFAULT) <= 0 || (ds = H5Dopen2(f, dpath, H5P_DEFAULT)) < 0))
+            rc = gf_error(GF_EDATA, "%s: '%s' has no dataset '%s'", option, file, dpath);
+        if (!rc) {
+            sp = H5Dget_space(ds);
+            ty = H5Dget_type(ds);
+            const int nd = H5Sget_simple_extent_ndims(sp);
+            hsize_t hd[2];
+            if (H5Tget_class(ty) != H5T_FLOAT)
+                rc = gf_error(GF_EDATA, "%s: dataset '%s' in '%s' is not floating point; a float32 "
+                                        "or float64 dataset is required", option, dpath, file);
+            else if (nd != 2)
+                rc = gf_error(GF_EDATA, "%s: dataset '%s' in '%s' has %d dimensions; a 2-D dataset "
+                                        "is required", option, dpath, file, nd);
+            else if (H5Sget_simple_extent_dims(sp, hd, NULL) < 0 || hd[0] > INT32_MAX ||
+                     hd[1] > INT32_MAX)
+                rc = gf_error(GF_EDATA, "%s: dataset '%s' in '%s' is too large (each dimension at "
+                                        "most %d)", option, dpath, file, INT32_MAX);
+            else
+                d[0] = (int64_t)hd[0], d[1] = (int64_t)hd[1];
+        }
+        if (ty >= 0) H5Tclose(ty);
+        if (sp >= 0) H5Sclose(sp);
+        if (ds >= 0) H5Dclose(ds);
+        if (f >= 0) H5Fclose(f);
+    }
+    if ((rc = gf_par_agree(par, rc)))
+        return rc;
+    gf_par_bcast_int64(par, d, 2);
+    dims[0] = d[0];
+    dims[1] = d[1];
+    return GF_OK;
+}
+
+int gf_h5_read_rows(const GfPar *par, const char *spec, const char *option, int64_t row0,
+                    int64_t nrows, int64_t cols, double *buf, int allow_nan)
+{
+    quiet_hdf5();
+    char file[GF_PATH_MAX];
+    const char *dpath = NULL;
+    int rc = split_spec(spec, option, file, sizeof file, &dpath); /* same on all ranks */
+    if (rc)
+        return gf_par_agree(par, rc);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, gf_par_world(par), MPI_INFO_NULL);
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    hid_t ds = f < 0 ? -1 : H5Dopen2(f, dpath, H5P_DEFAULT);
+    if (ds < 0)
+        rc = gf_error(GF_EIO, "%s: cannot open '%s' in '%s' for reading", option, dpath, file);
+    if (!(rc = gf_par_agree(par, rc))) {
+        hid_t fs = H5Dget_space(ds), ms;
+        if (nrows > 0 && cols > 0) {
+            hsize_t start[2] = {(hsize_t)row0, 0}, count[2] = {(hsize_t)nrows, (hsize_t)cols};
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+            ms = H5Screate_simple(2, count, NULL);
+        } else {
+            hsize_t one = 1;
+            ms = H5Screate_simple(1, &one, NULL);
+            H5Sselect_none(ms);
+            H5Sselect_none(fs);
+        }
+        hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+        H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+        if (H5Dread(ds, H5T_NATIVE_DOUBLE, ms, fs, dxpl, buf) < 0)
+            rc = gf_error(GF_EIO, "%s: reading '%s' from '%s' failed", option, dpath, file);
+        H5Pclose(dxpl);
+        H5Sclose(ms);
+        H5Sclose(fs);
+        for (int64_t k = 0; !rc && k < nrows * cols; ++k)
+            if (!isfinite(buf[k]) && !(allow_nan && isnan(buf[k])))
+                rc = gf_error(GF_EDATA, "%s: entry [%lld][%lld] of '%s' is %g; entries must be finite%s",
+                              option, (long long)(row0 + k / cols), (long long)(k % cols), dpath,
+                              buf[k], allow_nan ? " or NaN" : "");
+    }
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (f >= 0)
+        H5Fclose(f);
+    return gf_par_agree(par, rc);
+}

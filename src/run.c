@@ -1,0 +1,369 @@
+/* run.c — the gradflow program: prolog (options, files, checks), the
+ * simulation (forward, BPTT), epilog (file, summary).  See run.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "gf_gitrev.h"
+#include "gradflow/bptt.h"
+#include "gradflow/config.h"
+#include "gradflow/error.h"
+#include "gradflow/forward.h"
+#include "gradflow/h5io.h"
+#include "gradflow/model.h"
+#include "gradflow/par.h"
+#include "gradflow/run.h"
+#include "gradflow/timer.h"
+
+int64_t gf_estimate_rank_bytes(int64_t n, int64_t m, int64_t n_out, int64_t T, int64_t nl)
+{
+    const int64_t doubles = 2 * nl * n        /* W, dE/dW */
+                            + 2 * nl * m      /* U, dE/dU */
+                            + 2 * nl          /* b, dE/db */
+                            + n               /* a0 */
+                            + T * m           /* x */
+                            + T * n_out       /* d */
+                            + 3 * T * nl      /* net, fprime, delta */
+                            + (T + 1) * n     /* a, replicated */
+                            + T               /* E */
+                            + n + nl;         /* BPTT scratch */
+    return 8 * doubles + T; /* + target mask */
+}
+
+int64_t gf_estimate_file_bytes(int64_t n, int64_t m, int64_t n_out, int64_t T)
+{
+    const int64_t doubles = 2 * n * n + 2 * n * m + 3 * n /* W, dW, U, dU, b, a0, db */
+                            + T * m + T * n_out + T       /* x, d, E */
+                            + 4 * T * n;                  /* net, a, fprime, delta */
+    const int64_t scales = 8 * (4 * T + 6 * n + 2 * m + n_out);
+    return 8 * doubles + T + scales;
+}
+
+/* Rank 0 prints the agreed error once. */
+static int fail(const GfPar *par, int rc)
+{
+    if (gf_par_rank(par) == 0)
+        fprintf(stderr, "gradflow: error: %s\n", gf_error_message()[0] ? gf_error_message()
+                                                                        : "unknown failure");
+    return rc;
+}
+
+static char *join_args(int argc, char **argv)
+{
+    size_t len = 1;
+    for (int k = 0; k < argc; ++k)
+        len += 3 + 2 * strlen(argv[k]);
+    char *s = malloc(len), *p = s;
+    if (!s)
+        return NULL;
+    for (int k = 0; k < argc; ++k) {
+        const int quote = argv[k][0] == '\0' || strpbrk(argv[k], " \t\"'\\$") != NULL;
+        if (k)
+            *p++ = ' ';
+        if (quote)
+            *p++ = '\'';
+        for (const char *c = argv[k]; *c; ++c) {
+            if (quote && *c == '\'') {
+                memcpy(p, "'\\''", 4);
+                p += 4;
+            } else {
+                *p++ = *c;
+            }
+        }
+        if (quote)
+            *p++ = '\'';
+    }
+    *p = '\0';
+    return s;
+}
+
+/* Rank 0 reads the --config file; every rank applies the broadcast text. */
+static int read_config_file(const GfPar *par, GfConfig *cfg)
+{
+    char *text = NULL;
+    int rc = GF_OK;
+    if (gf_par_rank(par) == 0) {
+        FILE *f = fopen(cfg->config, "rb");
+        if (!f) {
+            rc = gf_error(GF_ECONFIG, "--config: cannot read '%s': %s", cfg->config, strerror(errno));
+        } else {
+            fseek(f, 0, SEEK_END);
+            long len = ftell(f);
+            fseek(f, 0, SEEK_SET);
+            if (len < 0 || len > (1L << 24))
+                rc = gf_error(GF_ECONFIG, "--config: '%s' is not a regular file of at most 16 MiB",
+                              cfg->config);
+            else if (!(text = malloc((size_t)len + 1)))
+                rc = gf_error(GF_ENOMEM, "--config: out of memory reading '%s'", cfg->config);
+            else if (fread(text, 1, (size_t)len, f) != (size_t)len)
+                rc = gf_error(GF_ECONFIG, "--config: cannot read '%s'", cfg->config);
+            else
+                text[len] = '\0';
+            fclose(f);
+        }
+    }
+    if ((rc = gf_par_agree(par, rc))) {
+        free(text);
+        return rc;
+    }
+    if ((rc = gf_par_bcast_string(par, &text)))
+        return rc;
+    rc = gf_config_apply_ini(cfg, text, cfg->config);
+    free(text);
+    return gf_par_agree(par, rc);
+}
+
+/* A size given on the command line must agree with the one a file fixes. */
+static int take_size(GfConfig *cfg, const char *opt, int64_t *field, int64_t value, const char *file_opt,
+                     const char *spec)
+{
+    if (gf_config_given(cfg, opt) && *field != value)
+        return gf_error(GF_EUSAGE, "--%s %" PRId64 " contradicts %s '%s', whose shape gives %" PRId64
+                                   "; drop --%s or use a matching file", opt, *field, file_opt, spec,
+                        value, opt);
+    *field = value;
+    return GF_OK;
+}
+
+/* Collective: fixes n, T, m, n_out from the input files' shapes. */
+static int probe_inputs(const GfPar *par, GfConfig *cfg)
+{
+    int64_t d[2];
+    int rc = GF_OK;
+    if (cfg->weights[0]) {
+        if ((rc = gf_h5_probe(par, cfg->weights, "--weights", d)))
+            return rc;
+        if (d[0] != d[1])
+            return gf_par_agree(par, gf_error(GF_EDATA, "--weights: '%s' is %" PRId64 " x %" PRId64
+                                                        "; W must be square (n x n)", cfg->weights, d[0], d[1]));
+        rc = take_size(cfg, "units", &cfg->units, d[0], "--weights", cfg->weights);
+    }
+    if (!rc && cfg->inputs_file[0]) {
+        if ((rc = gf_h5_probe(par, cfg->inputs_file, "--inputs-file", d)))
+            return rc;
+        rc = take_size(cfg, "steps", &cfg->steps, d[0], "--inputs-file", cfg->inputs_file);
+        rc = rc ? rc : take_size(cfg, "inputs", &cfg->inputs, d[1], "--inputs-file", cfg->inputs_file);
+    }
+    if (!rc && cfg->targets_file[0]) {
+        if ((rc = gf_h5_probe(par, cfg->targets_file, "--targets-file", d)))
+            return rc;
+        rc = take_size(cfg, "steps", &cfg->steps, d[0], "--targets-file", cfg->targets_file);
+        rc = rc ? rc : take_size(cfg, "outputs", &cfg->outputs, d[1], "--targets-file", cfg->targets_file);
+    }
+    return gf_par_agree(par, rc);
+}
+
+/* Rank 0: the output must be new (or --force), its directory writable with room. */
+static int check_output(const GfConfig *cfg, int64_t file_bytes)
+{
+    struct stat st;
+    if (stat(cfg->output, &st) == 0 && S_ISDIR(st.st_mode))
+        return gf_error(GF_EIO, "-o: '%s' is a directory; give a file name", cfg->output);
+    if (stat(cfg->output, &st) == 0 && !cfg->force)
+        return gf_error(GF_EIO, "-o: '%s' already exists; pass --force to replace it (the old file "
+                                "is replaced only once the new one is complete)", cfg->output);
+    char dir[GF_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", cfg->output);
+    const char *d = dirname(dir);
+    if (access(d, W_OK | X_OK) != 0)
+        return gf_error(GF_EIO, "-o: cannot write into directory '%s': %s", d, strerror(errno));
+    struct statvfs vfs;
+    if (statvfs(d, &vfs) == 0) {
+        const double avail = (double)vfs.f_bavail * (double)vfs.f_frsize;
+        if (avail < 1.05 * (double)file_bytes)
+            return gf_error(GF_EIO, "-o: directory '%s' has %.3g GB free; the output needs about %.3g GB",
+                            d, avail / 1e9, 1.05 * (double)file_bytes / 1e9);
+    }
+    return GF_OK;
+}
+
+static void print_bytes(FILE *out, const char *label, double bytes)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int k = 0;
+    while (bytes >= 1024.0 && k < 5)
+        bytes /= 1024.0, ++k;
+    fprintf(out, "%s%.2f %s", label, bytes, u[k]);
+}
+
+/* Collective: loads or generates every model array; checks loaded values. */
+static int load_model(const GfPar *par, const GfConfig *cfg, GfModel *mo)
+{
+    int rc = GF_OK;
+    if (cfg->weights[0])
+        rc = gf_h5_read_rows(par, cfg->weights, "--weights", mo->lo, mo->n_local, mo->n, mo->W, 0);
+    if (!rc && cfg->inputs_file[0])
+        rc = gf_h5_read_rows(par, cfg->inputs_file, "--inputs-file", 0, mo->T, mo->m, mo->x, 0);
+    if (!rc && cfg->targets_file[0]) {
+        rc = gf_h5_read_rows(par, cfg->targets_file, "--targets-file", 0, mo->T, mo->n_out, mo->d, 1);
+        int64_t targets = 0;
+        for (int64_t t = 0; !rc && t < mo->T; ++t) {
+            int64_t nan = 0;
+            for (int64_t k = 0; k < mo->n_out; ++k)
+                nan += isnan(mo->d[t * mo->n_out + k]) != 0;
+            if (nan != 0 && nan != mo->n_out)
+                rc = gf_error(GF_EDATA, "--targets-file: row %" PRId64 " (time %" PRId64 ") is NaN in %"
+                              PRId64 " of %" PRId64 " columns; a row is either all NaN (no target) "
+                              "or all finite", t, t + 1, nan, mo->n_out);
+            mo->mask[t] = nan == 0;
+            targets += nan == 0;
+            if (nan)
+                for (int64_t k = 0; k < mo->n_out; ++k)
+                    mo->d[t * mo->n_out + k] = 0.0;
+        }
+        if (!rc && targets == 0)
+            rc = gf_error(GF_EDATA, "--targets-file: every row is NaN, so there is no target time");
+        rc = gf_par_agree(par, rc);
+    }
+    if (!rc)
+        gf_model_generate(mo, cfg, cfg->weights[0] != 0, cfg->inputs_file[0] != 0,
+                          cfg->targets_file[0] != 0);
+    return rc;
+}
+
+static void report_timer(const GfPar *par, const char *name, double seconds)
+{
+    double s[3];
+    gf_par_min_avg_max(par, seconds, s);
+    if (gf_par_rank(par) == 0)
+        printf("  %-10s %9.3f s min %9.3f s avg %9.3f s max\n", name, s[0], s[1], s[2]);
+}
+
+int gf_main(MPI_Comm world, int argc, char **argv)
+{
+    const double t_start = gf_time_now();
+    GfPar *par = NULL;
+    int rc = gf_par_create(world, &par);
+    if (rc)
+        return rc; /* only fails for lack of a few bytes; same on all ranks is not guaranteed */
+    const int root = gf_par_rank(par) == 0, nranks = gf_par_size(par);
+    GfConfig cfg;
+    GfAction action;
+    gf_config_defaults(&cfg);
+    gf_error_clear();
+
+    /* ---- prolog: options, files, checks; every error agreed before anyone leaves ---- */
+    rc = gf_par_agree(par, gf_config_parse_args(&cfg, argc, argv, &action));
+    if (!rc && action != GF_ACTION_RUN) {
+        if (root && action == GF_ACTION_HELP)
+            gf_config_print_help(stdout);
+        if (root && action == GF_ACTION_VERSION)
+            printf("gradflow %s (git %s)\n", GF_VERSION, GF_GIT_REVISION);
+        gf_par_destroy(par);
+        return 0;
+    }
+    if (!rc && cfg.config[0])
+        rc = read_config_file(par, &cfg);
+    if (!rc) {
+        const char *slurm = getenv("SLURM_NTASKS");
+        if (slurm && atoi(slurm) != nranks)
+            rc = gf_error(GF_EUSAGE, "SLURM_NTASKS=%s but MPI started %d ranks: the ranks do not "
+                                     "belong to one job (e.g. srun without a PMI plugin, or mpirun "
+                                     "-np inside srun); launch with `srun gradflow ...` so that each "
+                                     "task is one rank", slurm, nranks);
+        rc = gf_par_agree(par, rc);
+    }
+    if (!rc)
+        rc = probe_inputs(par, &cfg);
+    if (!rc)
+        rc = gf_par_agree(par, gf_config_validate(&cfg, nranks));
+    const int64_t n = cfg.units, m = cfg.inputs, n_out = cfg.outputs, T = cfg.steps;
+    const int64_t file_bytes = gf_estimate_file_bytes(n, m, n_out, T);
+    if (!rc)
+        rc = gf_par_agree(par, root ? check_output(&cfg, file_bytes) : GF_OK);
+    if (rc) {
+        fail(par, rc);
+        gf_par_destroy(par);
+        return rc;
+    }
+    char ini[16384];
+    gf_config_to_ini(&cfg, ini, sizeof ini);
+    if (root && !cfg.quiet)
+        printf("# gradflow %s (git %s), %d ranks, grid %s\n# resolved configuration:\n%s", GF_VERSION,
+               GF_GIT_REVISION, nranks, cfg.grid, ini);
+    if (cfg.dry_run) {
+        if (root) {
+            const GfBlock big = gf_dist_block(n, cfg.grid_u, 0), small = gf_dist_block(n, cfg.grid_u, cfg.grid_u - 1);
+            printf("dry run: n = %" PRId64 ", m = %" PRId64 ", n_out = %" PRId64 ", T = %" PRId64
+                   ", %d ranks (grid %s)\n", n, m, n_out, T, nranks, cfg.grid);
+            print_bytes(stdout, "  memory per rank: ", (double)gf_estimate_rank_bytes(n, m, n_out, T, big.count));
+            printf(" (largest block, %" PRId64 " units)", big.count);
+            print_bytes(stdout, ", ", (double)gf_estimate_rank_bytes(n, m, n_out, T, small.count));
+            printf(" (smallest block, %" PRId64 " units)\n", small.count);
+            print_bytes(stdout, "  output file: ", (double)file_bytes);
+            printf(" (%s; directory writable, space available)\n  nothing was written.\n", cfg.output);
+        }
+        gf_par_destroy(par);
+        return 0;
+    }
+
+    /* ---- the simulation ---- */
+    GfModel mo;
+    GfForward fw;
+    GfBackward bw;
+    memset(&fw, 0, sizeof fw);
+    memset(&bw, 0, sizeof bw);
+    rc = gf_par_set_grid(par, cfg.grid_t, cfg.grid_u, n);
+    rc = rc ? rc : gf_model_alloc(&mo, n, m, n_out, T, gf_par_units(par), cfg.activation);
+    rc = rc ? rc : gf_forward_alloc(&mo, &fw);
+    rc = rc ? rc : gf_bptt_alloc(&mo, &bw);
+    rc = gf_par_agree(par, rc);
+    if (!rc)
+        rc = load_model(par, &cfg, &mo);
+    double t_fw = 0, t_bw = 0, t_io = 0;
+    if (!rc) {
+        GfProgress prog;
+        double t0 = gf_time_now();
+        gf_progress_begin(&prog, "forward", T, root && !cfg.quiet);
+        gf_forward_run(&mo, &fw, par, &prog);
+        t_fw = gf_time_now() - t0;
+        t0 = gf_time_now();
+        gf_progress_begin(&prog, "backward", T, root && !cfg.quiet);
+        gf_bptt_run(&mo, &fw, &bw, par, &prog);
+        t_bw = gf_time_now() - t0;
+
+        /* ---- epilog: the file ---- */
+        t0 = gf_time_now();
+        char *cmdline = join_args(argc, argv);
+        GfH5Out *h = NULL;
+        rc = gf_par_agree(par, cmdline ? GF_OK : gf_error(GF_ENOMEM, "out of memory"));
+        rc = rc ? rc : gf_h5_create(par, cfg.output, cmdline, &mo, &h);
+        free(cmdline);
+        rc = rc ? rc : gf_h5_write_config(h, &cfg, ini);
+        rc = rc ? rc : gf_h5_write_model(h, &mo);
+        rc = rc ? rc : gf_h5_write_forward(h, &mo, &fw);
+        rc = rc ? rc : gf_h5_write_backward(h, &mo, &bw);
+        rc = gf_h5_close(h, rc);
+        t_io = gf_time_now() - t0;
+    }
+    if (!rc) {
+        struct stat st;
+        const double size = root && stat(cfg.output, &st) == 0 ? (double)st.st_size : 0.0;
+        if (root) {
+            printf("gradflow: wrote %s (", cfg.output);
+            print_bytes(stdout, "", size);
+            printf(") in %.3f s on %d ranks (grid %s)\n", gf_time_now() - t_start, nranks, cfg.grid);
+            printf("  n = %" PRId64 ", m = %" PRId64 ", n_out = %" PRId64 ", T = %" PRId64
+                   ", activation %s\n", n, m, n_out, T, gf_act_name(cfg.activation));
+            printf("  loss E = %.10g, ||dE/dW||_F = %.10g\n", bw.loss, bw.norm_dW);
+            printf("  timers over ranks:\n");
+        }
+        report_timer(par, "forward", t_fw);
+        report_timer(par, "backward", t_bw);
+        report_timer(par, "write", t_io);
+    } else {
+        fail(par, rc);
+    }
+    gf_bptt_free(&bw);
+    gf_forward_free(&fw);
+    gf_model_free(&mo);
+    gf_par_destroy(par);
+    return rc;
+}
