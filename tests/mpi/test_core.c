@@ -1,0 +1,329 @@
+/* test_core.c — the distributed forward pass, BPTT and gradients against an
+ * independent serial implementation written here (naive loops, closed-form
+ * activations) and against central finite differences of E.
+ *
+ * Runs at any number of ranks (CTest: 1, 2, 3, 4).  Check runs in CK_NOFORK
+ * mode (forked tests corrupt MPI); every error measure is reduced over ranks
+ * before it is asserted, so all ranks pass or fail each assertion together. */
+#include <check.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradflow/bptt.h"
+#include "gradflow/config.h"
+#include "gradflow/forward.h"
+#include "gradflow/model.h"
+#include "gradflow/par.h"
+
+typedef struct {
+    int64_t n, m, n_out, T;
+    GfActivation act;
+    double w_max, bias, a0;
+    const char *targets;
+} Case;
+
+static const Case cases[] = {
+    {7, 3, 2, 9, GF_ACT_LOGISTIC, 1.5, 0.4, 0.6, "2,4:T"},
+    {7, 3, 2, 9, GF_ACT_TANH, 0.9, 0.4, 0.6, "2,4:T"},
+    {7, 3, 2, 9, GF_ACT_LINEAR, 0.5, 0.4, 0.6, "1:T:3"},
+    {7, 3, 3, 9, GF_ACT_RELU, 0.9, 0.7, 0.6, "T,5"},
+    {3, 0, 1, 5, GF_ACT_LOGISTIC, 2.0, 0.0, 0.0, "T"},  /* the paper's net: m = 0, b = 0, a0 = 0 */
+    {2, 1, 1, 6, GF_ACT_TANH, 1.2, 0.3, 0.3, "3:T"},    /* fewer units than ranks at np > 2 */
+};
+#define NCASES ((int)(sizeof cases / sizeof cases[0]))
+
+static void make_config(const Case *c, GfConfig *cfg)
+{
+    gf_config_defaults(cfg);
+    cfg->units = c->n;
+    cfg->inputs = c->m;
+    cfg->outputs = c->n_out;
+    cfg->steps = c->T;
+    cfg->activation = c->act;
+    cfg->seed = 20010101;
+    cfg->w_max = c->w_max;
+    cfg->bias_scale = c->bias;
+    cfg->a0_scale = c->a0;
+    cfg->input_weight_scale = 0.8;
+    strcpy(cfg->target_times, c->targets);
+}
+
+/* ---- the serial reference: naive loops over full arrays ---- */
+
+static double ref_f(GfActivation act, double x, double *fp)
+{
+    switch (act) {
+    case GF_ACT_LOGISTIC: { double y = 1 / (1 + exp(-x)); *fp = y * (1 - y); return y; }
+    case GF_ACT_TANH: { double y = tanh(x); *fp = 1 - y * y; return y; }
+    case GF_ACT_LINEAR: *fp = 1; return x;
+    default: *fp = x > 0; return x > 0 ? x : 0;
+    }
+}
+
+typedef struct {
+    double *net, *fp, *a;   /* (T, n), (T, n), (T+1, n) */
+    double *delta;          /* (T, n) */
+    double *dW, *dU, *db;   /* (n, n), (n, m), (n) */
+    double E;
+} Ref;
+
+/* mo holds the full model (block 0..n). Computes E, and with grads, everything. */
+static void reference(const GfModel *mo, Ref *r, int grads)
+{
+    const int64_t n = mo->n, m = mo->m, T = mo->T, no = mo->n_out;
+    memcpy(r->a, mo->a0, (size_t)n * sizeof(double));
+    r->E = 0;
+    for (int64_t t = 1; t <= T; ++t)
+        for (int64_t i = 0; i < n; ++i) {
+            double s = mo->b[i];
+            for (int64_t j = 0; j < n; ++j)
+                s += mo->W[i * n + j] * r->a[(t - 1) * n + j];
+            for (int64_t j = 0; j < m; ++j)
+                s += mo->U[i * m + j] * mo->x[(t - 1) * m + j];
+            r->net[(t - 1) * n + i] = s;
+            r->a[t * n + i] = ref_f(mo->act, s, &r->fp[(t - 1) * n + i]);
+            if (mo->mask[t - 1] && i >= n - no) {
+                const double e = r->a[t * n + i] - mo->d[(t - 1) * no + i - (n - no)];
+                r->E += 0.5 * e * e;
+            }
+        }
+    if (!grads)
+        return;
+    for (int64_t t = T; t >= 1; --t)
+        for (int64_t i = 0; i < n; ++i) {
+            double g = 0;
+            if (mo->mask[t - 1] && i >= n - no)
+                g = r->a[t * n + i] - mo->d[(t - 1) * no + i - (n - no)];
+            if (t < T)
+                for (int64_t k = 0; k < n; ++k)
+                    g += mo->W[k * n + i] * r->delta[t * n + k];
+            r->delta[(t - 1) * n + i] = r->fp[(t - 1) * n + i] * g;
+        }
+    for (int64_t i = 0; i < n; ++i) {
+        r->db[i] = 0;
+        for (int64_t j = 0; j < n; ++j)
+            r->dW[i * n + j] = 0;
+        for (int64_t j = 0; j < m; ++j)
+            r->dU[i * m + j] = 0;
+        for (int64_t t = 1; t <= T; ++t) {
+            const double dl = r->delta[(t - 1) * n + i];
+            r->db[i] += dl;
+            for (int64_t j = 0; j < n; ++j)
+                r->dW[i * n + j] += dl * r->a[(t - 1) * n + j];
+            for (int64_t j = 0; j < m; ++j)
+                r->dU[i * m + j] += dl * mo->x[(t - 1) * m + j];
+        }
+    }
+}
+
+static void ref_alloc(Ref *r, int64_t n, int64_t m, int64_t T)
+{
+    r->net = calloc((size_t)(T * n), sizeof(double));
+    r->fp = calloc((size_t)(T * n), sizeof(double));
+    r->a = calloc((size_t)((T + 1) * n), sizeof(double));
+    r->delta = calloc((size_t)(T * n), sizeof(double));
+    r->dW = calloc((size_t)(n * n), sizeof(double));
+    r->dU = calloc((size_t)(n * m + 1), sizeof(double));
+    r->db = calloc((size_t)n, sizeof(double));
+}
+
+static void ref_free(Ref *r)
+{
+    free(r->net), free(r->fp), free(r->a), free(r->delta), free(r->dW), free(r->dU), free(r->db);
+}
+
+/* ---- helpers on distributed arrays ---- */
+
+/* Gathers `rows` rows whose n-wide columns are split in unit blocks (local
+ * block: rows x n_local, row-major) into full (rows, n). */
+static void gather_cols(const GfPar *par, const double *local, int64_t rows, int64_t n, double *full)
+{
+    const int P = gf_par_unit_size(par);
+    double *row = malloc((size_t)n * sizeof(double));
+    const GfBlock me = gf_par_units(par);
+    for (int64_t t = 0; t < rows; ++t) {
+        memcpy(row + me.lo, local + t * me.count, (size_t)me.count * sizeof(double));
+        int counts[64], displs[64];
+        for (int r = 0; r < P; ++r) {
+            GfBlock b = gf_par_units_of(par, r);
+            counts[r] = (int)b.count, displs[r] = (int)b.lo;
+        }
+        MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, row, counts, displs, MPI_DOUBLE,
+                       gf_par_unit_comm(par));
+        memcpy(full + t * n, row, (size_t)n * sizeof(double));
+    }
+    free(row);
+}
+
+/* Gathers row blocks (n_local, cols) into full (n, cols). */
+static void gather_rows(const GfPar *par, const double *local, int64_t cols, double *full)
+{
+    const int P = gf_par_unit_size(par);
+    int counts[64], displs[64];
+    for (int r = 0; r < P; ++r) {
+        GfBlock b = gf_par_units_of(par, r);
+        counts[r] = (int)(b.count * cols), displs[r] = (int)(b.lo * cols);
+    }
+    const GfBlock me = gf_par_units(par);
+    MPI_Allgatherv(local, (int)(me.count * cols), MPI_DOUBLE, full, counts, displs, MPI_DOUBLE,
+                   gf_par_unit_comm(par));
+}
+
+/* max |x - ref| / max |ref| over len entries, maximised over ranks. */
+static double rel_err(const double *x, const double *ref, int64_t len)
+{
+    double num = 0, den = 0;
+    for (int64_t k = 0; k < len; ++k) {
+        num = fmax(num, fabs(x[k] - ref[k]));
+        den = fmax(den, fabs(ref[k]));
+    }
+    double e = den > 0 ? num / den : num, g;
+    MPI_Allreduce(&e, &g, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    return g;
+}
+
+typedef struct {
+    GfPar *par;
+    GfModel dist, full;
+    GfForward fw;
+    GfBackward bw;
+} Run;
+
+static void run_case(const Case *c, Run *run)
+{
+    GfConfig cfg;
+    make_config(c, &cfg);
+    int size;
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    ck_assert_int_eq(gf_par_create(MPI_COMM_WORLD, &run->par), 0);
+    ck_assert_int_eq(gf_par_set_grid(run->par, 1, size, c->n), 0);
+    ck_assert_int_eq(gf_model_alloc(&run->dist, c->n, c->m, c->n_out, c->T, gf_par_units(run->par), c->act), 0);
+    ck_assert_int_eq(gf_model_alloc(&run->full, c->n, c->m, c->n_out, c->T, (GfBlock){0, c->n}, c->act), 0);
+    gf_model_generate(&run->dist, &cfg, 0, 0, 0);
+    gf_model_generate(&run->full, &cfg, 0, 0, 0);
+    ck_assert_int_eq(gf_forward_alloc(&run->dist, &run->fw), 0);
+    ck_assert_int_eq(gf_bptt_alloc(&run->dist, &run->bw), 0);
+    gf_forward_run(&run->dist, &run->fw, run->par, NULL);
+    gf_bptt_run(&run->dist, &run->fw, &run->bw, run->par, NULL);
+}
+
+static void run_free(Run *run)
+{
+    gf_bptt_free(&run->bw);
+    gf_forward_free(&run->fw);
+    gf_model_free(&run->dist);
+    gf_model_free(&run->full);
+    gf_par_destroy(run->par);
+}
+
+START_TEST(matches_serial_reference)
+{
+    /* Tolerance 1e-12 relative: both sides are exact algorithms in double and
+     * differ only in summation order (BLAS, reduce-scatter). */
+    const Case *c = &cases[_i];
+    Run run;
+    run_case(c, &run);
+    const int64_t n = c->n, m = c->m, T = c->T;
+    Ref ref;
+    ref_alloc(&ref, n, m, T);
+    reference(&run.full, &ref, 1);
+
+    double *full = malloc((size_t)((T + 1) * n + n * n + n * m + 1) * sizeof(double));
+    gather_cols(run.par, run.fw.net, T, n, full);
+    ck_assert_msg(rel_err(full, ref.net, T * n) <= 1e-12, "net differs (case %d)", _i);
+    gather_cols(run.par, run.fw.fprime, T, n, full);
+    ck_assert_msg(rel_err(full, ref.fp, T * n) <= 1e-12, "fprime differs (case %d)", _i);
+    ck_assert_msg(rel_err(run.fw.a, ref.a, (T + 1) * n) <= 1e-12, "a differs (case %d)", _i);
+    gather_cols(run.par, run.bw.delta, T, n, full);
+    ck_assert_msg(rel_err(full, ref.delta, T * n) <= 1e-12, "delta differs (case %d)", _i);
+    gather_rows(run.par, run.bw.dW, n, full);
+    ck_assert_msg(rel_err(full, ref.dW, n * n) <= 1e-12, "dE/dW differs (case %d)", _i);
+    double nrm = 0;
+    for (int64_t k = 0; k < n * n; ++k)
+        nrm += ref.dW[k] * ref.dW[k];
+    ck_assert_msg(fabs(run.bw.norm_dW - sqrt(nrm)) <= 1e-12 * sqrt(nrm), "norm differs (case %d)", _i);
+    if (m > 0) {
+        gather_rows(run.par, run.bw.dU, m, full);
+        ck_assert_msg(rel_err(full, ref.dU, n * m) <= 1e-12, "dE/dU differs (case %d)", _i);
+    }
+    gather_rows(run.par, run.bw.db, 1, full);
+    ck_assert_msg(rel_err(full, ref.db, n) <= 1e-12, "dE/db differs (case %d)", _i);
+    ck_assert_msg(fabs(run.bw.loss - ref.E) <= 1e-12 * fabs(ref.E), "loss %g vs %g", run.bw.loss, ref.E);
+    ck_assert_msg(ref.E > 0, "case %d has no error signal to test", _i);
+    free(full);
+    ref_free(&ref);
+    run_free(&run);
+}
+END_TEST
+
+/* Central difference of E along one parameter of the full model. */
+static double fd(GfModel *full, Ref *r, double *param, double h)
+{
+    const double keep = *param;
+    *param = keep + h;
+    reference(full, r, 0);
+    const double ep = r->E;
+    *param = keep - h;
+    reference(full, r, 0);
+    const double em = r->E;
+    *param = keep;
+    return (ep - em) / (2 * h);
+}
+
+START_TEST(gradients_match_finite_differences)
+{
+    /* h = 1e-5: truncation error ~h^2 |E'''| ~ 1e-10 and rounding ~eps E / h ~
+     * 1e-11, well inside the 1e-6 relative tolerance of the issue. */
+    const Case *c = &cases[_i];
+    Run run;
+    run_case(c, &run);
+    const int64_t n = c->n, m = c->m, T = c->T;
+    const double h = 1e-5;
+    Ref ref;
+    ref_alloc(&ref, n, m, T);
+    double *an = malloc((size_t)(n * n + n * m + 1) * sizeof(double));
+    double *num = malloc((size_t)(n * n + n * m + 1) * sizeof(double));
+
+    gather_rows(run.par, run.bw.dW, n, an);
+    for (int64_t k = 0; k < n * n; ++k)
+        num[k] = fd(&run.full, &ref, &run.full.W[k], h);
+    ck_assert_msg(rel_err(an, num, n * n) <= 1e-6, "dE/dW vs finite differences (case %d)", _i);
+    if (m > 0) {
+        gather_rows(run.par, run.bw.dU, m, an);
+        for (int64_t k = 0; k < n * m; ++k)
+            num[k] = fd(&run.full, &ref, &run.full.U[k], h);
+        ck_assert_msg(rel_err(an, num, n * m) <= 1e-6, "dE/dU vs finite differences (case %d)", _i);
+    }
+    gather_rows(run.par, run.bw.db, 1, an);
+    for (int64_t k = 0; k < n; ++k)
+        num[k] = fd(&run.full, &ref, &run.full.b[k], h);
+    ck_assert_msg(rel_err(an, num, n) <= 1e-6, "dE/db vs finite differences (case %d)", _i);
+    free(an);
+    free(num);
+    ref_free(&ref);
+    run_free(&run);
+}
+END_TEST
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    Suite *s = suite_create("core");
+    TCase *tc = tcase_create("distributed");
+    tcase_add_loop_test(tc, matches_serial_reference, 0, NCASES);
+    tcase_add_loop_test(tc, gradients_match_finite_differences, 0, NCASES);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);
+    int failed = srunner_ntests_failed(sr), any;
+    srunner_free(sr);
+    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return any ? EXIT_FAILURE : EXIT_SUCCESS;
+}
