@@ -353,6 +353,10 @@ int gf_main(MPI_Comm world, int argc, char **argv)
             printf("  n = %" PRId64 ", m = %" PRId64 ", n_out = %" PRId64 ", T = %" PRId64
                    ", activation %s\n", n, m, n_out, T, gf_act_name(cfg.activation));
             printf("  loss E = %.10g, ||dE/dW||_F = %.10g\n", bw.loss, bw.norm_dW);
+            if (!isfinite(bw.loss) || !isfinite(bw.norm_dW))
+                printf("  warning: not finite: the %s overflowed double precision (the error flow "
+                       "exploded; smaller --w-max or --gain, or fewer --steps, keep it finite)\n",
+                       isfinite(bw.loss) ? "gradient" : "forward pass");
             printf("  timers over ranks:\n");
         }
         report_timer(par, "forward", t_fw);
