@@ -9,6 +9,7 @@
 
 #include "gradflow/config.h"
 #include "gradflow/error.h"
+#include "gradflow/flow.h"
 #include "gradflow/timeset.h"
 
 typedef enum { K_INT, K_UINT, K_REAL, K_STR, K_FLAG, K_ACT, K_INIT } Kind;
@@ -47,7 +48,14 @@ static const OptDef gf_opts[] = {
     {"inputs-file", K_STR, F(inputs_file), "FILE.h5:/DSET", "load x (T x m float) instead of generating it", 1},
     {"targets-file", K_STR, F(targets_file), "FILE.h5:/DSET",
      "load d (T x n_out float); rows of NaN are not target times", 1},
-    {"grid", K_STR, F(grid), "PtxPu", "process grid, Pt * Pu = ranks (default 1xP; Pt = 1 for now)", 1},
+    {"flow-targets", K_STR, F(flow_targets), "LIST",
+     "target times t_i of the flow tensor: 'targets' (the target times), 'none', or a time list", 1},
+    {"max-lag", K_INT, F(max_lag), "L", "lags 0..L of the flow (-1: all, max t_i - 1)", 1},
+    {"flow-units-k", K_STR, F(flow_units_k), "LIST", "target units K: outputs | all | 0-based list (a:b[:step])", 1},
+    {"flow-units-v", K_STR, F(flow_units_v), "LIST", "source units V: all | 0-based list", 1},
+    {"no-flow-tensor", K_FLAG, F(no_flow_tensor), "", "write the flow's norms, bounds and /lag but not /flow/G", 1},
+    {"state-jacobian", K_FLAG, F(state_jacobian), "", "also write the state Jacobian d a(t)/d a(t-L) as /flow/J", 1},
+    {"grid", K_STR, F(grid), "PtxPu", "process grid: Pt time groups x Pu ranks per group (default 1xP)", 1},
     {"output", K_STR, F(output), "FILE.h5", "output file (also -o); written as FILE.h5.partial, then renamed", 1},
     {"config", K_STR, F(config), "FILE.ini", "read options from an INI file; the command line wins", 0},
     {"dry-run", K_FLAG, F(dry_run), "", "print memory per rank and file size, check the output directory, write nothing", 1},
@@ -78,6 +86,10 @@ void gf_config_defaults(GfConfig *cfg)
     cfg->input_scale = 1.0;
     cfg->target_scale = 1.0;
     strcpy(cfg->target_times, "T");
+    strcpy(cfg->flow_targets, "targets");
+    cfg->max_lag = -1;
+    strcpy(cfg->flow_units_k, "outputs");
+    strcpy(cfg->flow_units_v, "all");
 }
 
 static const OptDef *find_opt(const char *name, size_t len)
@@ -275,9 +287,6 @@ static int parse_grid(GfConfig *cfg, int nranks)
     if (pt * pu != nranks)
         return gf_error(GF_EUSAGE, "--grid: %ldx%ld has %ld ranks but the job has %d; Pt * Pu must "
                                    "equal the number of MPI ranks", pt, pu, pt * pu, nranks);
-    if (pt != 1)
-        return gf_error(GF_EUSAGE, "--grid: Pt = %ld, but splitting the time axis (Pt > 1) is not "
-                                   "available in this version; use --grid 1x%d", pt, nranks);
     cfg->grid_t = (int)pt;
     cfg->grid_u = (int)pu;
     return GF_OK;
@@ -353,7 +362,30 @@ int gf_config_check_sizes(const GfConfig *cfg)
         if (rc)
             return rc;
     }
-    return GF_OK;
+    if (strcmp(cfg->flow_targets, "targets") && strcmp(cfg->flow_targets, "none")) {
+        unsigned char *mask = malloc((size_t)cfg->steps);
+        if (!mask)
+            return gf_error(GF_ENOMEM, "--flow-targets: out of memory for T = %" PRId64, cfg->steps);
+        int rc = gf_timeset_parse(cfg->flow_targets, cfg->steps, "--flow-targets", mask);
+        free(mask);
+        if (rc)
+            return rc;
+    }
+    if (cfg->max_lag < -1 || cfg->max_lag > cfg->steps - 1)
+        return gf_error(GF_EUSAGE, "--max-lag: %" PRId64 " is not allowed; L must be -1 (all lags) "
+                                   "or 0 .. T-1 = %" PRId64, cfg->max_lag, cfg->steps - 1);
+    int64_t *units = NULL, count = 0;
+    int rc = gf_flow_parse_units(cfg->flow_units_k, cfg->units, cfg->outputs, "--flow-units-k", &units,
+                                 &count);
+    free(units);
+    if (rc)
+        return rc;
+    if (!strcmp(cfg->flow_units_v, "outputs"))
+        return gf_error(GF_EUSAGE, "--flow-units-v: 'outputs' is not allowed; give 'all' or a "
+                                   "0-based unit list");
+    rc = gf_flow_parse_units(cfg->flow_units_v, cfg->units, cfg->outputs, "--flow-units-v", &units, &count);
+    free(units);
+    return rc;
 }
 
 int gf_config_option_count(void) { return NOPTS; }

@@ -11,6 +11,7 @@
 
 #include "gf_gitrev.h"
 #include "gradflow/error.h"
+#include "gradflow/flow.h"
 #include "gradflow/h5io.h"
 
 #define FORMAT_NAME "gradflow/1"
@@ -18,19 +19,30 @@
 /* Axes of the file.  Each group that uses an axis holds its own dimension
  * scale of that name, so netCDF/xarray readers opening one group see every
  * axis that group's datasets use. */
-typedef enum { AX_TIME, AX_UNIT, AX_INPUT, AX_OUTPUT, AX_COUNT } Axis;
-static const char *const axis_names[AX_COUNT] = {"time", "unit", "input", "output"};
+typedef enum { AX_TIME, AX_UNIT, AX_INPUT, AX_OUTPUT, AX_TARGET, AX_LAG, AX_UNITS_V, AX_UNITS_K,
+               AX_COUNT } Axis;
+/* dataset name of each scale (SPEC §6 fixes /flow/targets etc.) and its NAME */
+static const char *const axis_dsets[AX_COUNT] = {"time", "unit", "input", "output",
+                                                 "targets", "lags", "units_v", "units_k"};
+static const char *const axis_names[AX_COUNT] = {"time", "unit", "input", "output",
+                                                 "target", "lag", "unit_v", "unit_k"};
 static const char *const axis_desc[AX_COUNT] = {
     "time step tau = 1..T (row tau-1 of time-major datasets)",
     "unit index i = 0..n-1 (0-based)",
     "external input index j = 0..m-1",
-    "global unit index of each output unit (the last n_out units)"};
+    "global unit index of each output unit (the last n_out units)",
+    "target times t_i of the flow tensor",
+    "lags L = 0..max_lag: source time s = t_i - L",
+    "source units v (0-based): rows of G, d delta_v(t_i - L)",
+    "target units k (0-based): columns of G, d delta_k(t_i)"};
 
 struct GfH5Out {
     const GfPar *par;
     hid_t file, dxpl;
     char path[GF_PATH_MAX], partial[GF_PATH_MAX + 16];
     int64_t n, m, n_out, T;
+    const GfFlowSpec *flow;   /* set by gf_h5_flow_begin: values of the flow axes */
+    hid_t G, J;               /* /flow/G and /flow/J while the tensor streams, else -1 */
 };
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -122,14 +134,30 @@ static int64_t axis_len(const GfH5Out *h, Axis ax)
     case AX_TIME: return h->T;
     case AX_UNIT: return h->n;
     case AX_INPUT: return h->m;
-    default: return h->n_out;
+    case AX_OUTPUT: return h->n_out;
+    case AX_TARGET: return h->flow->n_t;
+    case AX_LAG: return h->flow->max_lag + 1;
+    case AX_UNITS_V: return h->flow->n_v;
+    default: return h->flow->n_k;
+    }
+}
+
+static int64_t axis_value(const GfH5Out *h, Axis ax, int64_t k)
+{
+    switch (ax) {
+    case AX_TIME: return k + 1;
+    case AX_OUTPUT: return h->n - h->n_out + k;
+    case AX_TARGET: return h->flow->targets[k];
+    case AX_UNITS_V: return h->flow->units_v[k];
+    case AX_UNITS_K: return h->flow->units_k[k];
+    default: return k; /* unit, input, lag */
     }
 }
 
 /* Opens (creating on first use) the dimension scale `ax` of group g. */
 static hid_t scale_of(GfH5Out *h, hid_t g, Axis ax)
 {
-    const char *name = axis_names[ax];
+    const char *name = axis_dsets[ax];
     if (H5Lexists(g, name, H5P_DEFAULT) > 0)
         return H5Dopen2(g, name, H5P_DEFAULT);
     const hsize_t len = (hsize_t)axis_len(h, ax);
@@ -148,28 +176,30 @@ static hid_t scale_of(GfH5Out *h, hid_t g, Axis ax)
         return -1;
     }
     for (hsize_t k = 0; mine && k < len; ++k)
-        v[k] = ax == AX_TIME ? (int64_t)k + 1 : ax == AX_OUTPUT ? h->n - h->n_out + (int64_t)k : (int64_t)k;
+        v[k] = axis_value(h, ax, (int64_t)k);
     int rc = write_block(h, ds, H5T_NATIVE_INT64, 0, (int64_t)len, 0, 1, 1, v, mine);
     free(v);
-    if (rc || H5DSset_scale(ds, name) < 0 || attr_str(ds, "description", axis_desc[ax])) {
+    if (rc || H5DSset_scale(ds, axis_names[ax]) < 0 || attr_str(ds, "description", axis_desc[ax])) {
         H5Dclose(ds);
         return -1;
     }
     return ds;
 }
 
-/* Creates dataset g/name of file type ftype with the given axes (1 or 2),
- * attaches their scales and writes its description. Returns the dataset or < 0. */
-static hid_t create_ds(GfH5Out *h, hid_t g, const char *name, hid_t ftype, int rank, const Axis *axes,
-                       const char *desc)
+/* Creates dataset g/name of file type ftype with the given axes (1 to 4),
+ * chunked when chunk is not NULL, attaches their scales and writes its description. Returns the dataset or < 0. */
+static hid_t create_chunked(GfH5Out *h, hid_t g, const char *name, hid_t ftype, int rank,
+                            const Axis *axes, const char *desc, const hsize_t *chunk)
 {
-    hsize_t dims[2];
+    hsize_t dims[4];
     for (int k = 0; k < rank; ++k)
         dims[k] = (hsize_t)axis_len(h, axes[k]);
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     /* every element is written, so never spend a pass writing fill values */
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    if (chunk)
+        H5Pset_chunk(dcpl, rank, chunk);
     hid_t ds = H5Dcreate2(g, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
     H5Sclose(space);
@@ -190,6 +220,12 @@ static hid_t create_ds(GfH5Out *h, hid_t g, const char *name, hid_t ftype, int r
         return -1;
     }
     return ds;
+}
+
+static hid_t create_ds(GfH5Out *h, hid_t g, const char *name, hid_t ftype, int rank, const Axis *axes,
+                       const char *desc)
+{
+    return create_chunked(h, g, name, ftype, rank, axes, desc, NULL);
 }
 
 /* Creates and writes one float64 dataset: this rank's block as write_block. */
@@ -230,7 +266,7 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
     if ((rc = gf_par_agree(par, rc)))
         return rc;
     h->par = par;
-    h->file = h->dxpl = -1;
+    h->file = h->dxpl = h->G = h->J = -1;
     snprintf(h->path, sizeof h->path, "%s", path);
     snprintf(h->partial, sizeof h->partial, "%s.partial", path);
     h->n = sizes->n;
@@ -332,18 +368,20 @@ int gf_h5_write_config(GfH5Out *h, const GfConfig *cfg, const char *ini)
 int gf_h5_write_model(GfH5Out *h, const GfModel *mo)
 {
     const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo, T = mo->T;
+    /* the Pt time groups hold identical copies: group 0 writes them */
+    const int g0 = gf_par_time_rank(h->par) == 0;
     const int root = gf_par_rank(h->par) == 0;
     int rc = GF_OK;
     hid_t g = group(h, "model", "parameters: net(t) = W a(t-1) + U x(t) + b, a(t) = f(net(t))");
     if (g < 0)
         return gf_par_agree(h->par, GF_EIO);
     rc = put_f64(h, g, "W", 2, AX_UNIT, AX_UNIT, "recurrent weights, W[i][j] = w_ij from unit j to unit i",
-                 lo, nl, 0, n, n, mo->W, 1);
+                 lo, nl, 0, n, n, mo->W, g0);
     rc = rc ? rc : put_f64(h, g, "U", 2, AX_UNIT, AX_INPUT, "input weights, U[i][j] from input j to unit i",
-                           lo, nl, 0, m, m, mo->U, 1);
-    rc = rc ? rc : put_f64(h, g, "b", 1, AX_UNIT, AX_UNIT, "biases b[i]", lo, nl, 0, 1, 1, mo->b, 1);
+                           lo, nl, 0, m, m, mo->U, g0);
+    rc = rc ? rc : put_f64(h, g, "b", 1, AX_UNIT, AX_UNIT, "biases b[i]", lo, nl, 0, 1, 1, mo->b, g0);
     rc = rc ? rc : put_f64(h, g, "a0", 1, AX_UNIT, AX_UNIT, "initial state a(0)", lo, nl, 0, 1, 1,
-                           mo->a0 + lo, 1);
+                           mo->a0 + lo, g0);
     H5Gclose(g);
     if ((rc = gf_par_agree(h->par, rc)))
         return rc;
@@ -369,15 +407,17 @@ int gf_h5_write_model(GfH5Out *h, const GfModel *mo)
 int gf_h5_write_forward(GfH5Out *h, const GfModel *mo, const GfForward *fw)
 {
     const int64_t n = mo->n, nl = mo->n_local, lo = mo->lo, T = mo->T;
+    /* the Pt time groups hold identical copies: group 0 writes them */
+    const int g0 = gf_par_time_rank(h->par) == 0;
     hid_t g = group(h, "forward", "forward pass, row tau-1 for time tau");
     if (g < 0)
         return gf_par_agree(h->par, GF_EIO);
     int rc = put_f64(h, g, "net", 2, AX_TIME, AX_UNIT, "net input net(tau) = W a(tau-1) + U x(tau) + b",
-                     0, T, lo, nl, nl, fw->net, 1);
+                     0, T, lo, nl, nl, fw->net, g0);
     rc = rc ? rc : put_f64(h, g, "a", 2, AX_TIME, AX_UNIT, "activation a(tau) = f(net(tau))", 0, T,
-                           lo, nl, n, fw->a + n + lo, 1);
+                           lo, nl, n, fw->a + n + lo, g0);
     rc = rc ? rc : put_f64(h, g, "fprime", 2, AX_TIME, AX_UNIT, "f'(net(tau)), the diagonal of F'(tau)",
-                           0, T, lo, nl, nl, fw->fprime, 1);
+                           0, T, lo, nl, nl, fw->fprime, g0);
     H5Gclose(g);
     return gf_par_agree(h->par, rc);
 }
@@ -385,13 +425,15 @@ int gf_h5_write_forward(GfH5Out *h, const GfModel *mo, const GfForward *fw)
 int gf_h5_write_backward(GfH5Out *h, const GfModel *mo, const GfBackward *bw)
 {
     const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo, T = mo->T;
+    /* the Pt time groups hold identical copies: group 0 writes them */
+    const int g0 = gf_par_time_rank(h->par) == 0;
     const int root = gf_par_rank(h->par) == 0;
     hid_t g = group(h, "backward", "backpropagation through time, delta(tau) = dE/dnet(tau)");
     if (g < 0)
         return gf_par_agree(h->par, GF_EIO);
     int rc = put_f64(h, g, "delta", 2, AX_TIME, AX_UNIT,
                      "delta(tau) = dE/dnet(tau) = F'(tau) [e(tau) + W^T delta(tau+1)] (gradient sign)",
-                     0, T, lo, nl, nl, bw->delta, 1);
+                     0, T, lo, nl, nl, bw->delta, g0);
     if (!rc) {
         const Axis ax[1] = {AX_TIME};
         hid_t ds = create_ds(h, g, "E", H5T_IEEE_F64LE, 1, ax,
@@ -409,7 +451,7 @@ int gf_h5_write_backward(GfH5Out *h, const GfModel *mo, const GfBackward *bw)
     if (g < 0)
         return gf_par_agree(h->par, GF_EIO);
     rc = put_f64(h, g, "dE_dW", 2, AX_UNIT, AX_UNIT, "dE/dW = sum_tau delta(tau) a(tau-1)^T", lo, nl, 0,
-                 n, n, bw->dW, 1);
+                 n, n, bw->dW, g0);
     if (!rc) {
         hid_t ds = H5Dopen2(g, "dE_dW", H5P_DEFAULT);
         rc = ds < 0 ? GF_EIO : attr_f64(ds, "norm_fro", bw->norm_dW);
@@ -417,9 +459,9 @@ int gf_h5_write_backward(GfH5Out *h, const GfModel *mo, const GfBackward *bw)
             H5Dclose(ds);
     }
     rc = rc ? rc : put_f64(h, g, "dE_dU", 2, AX_UNIT, AX_INPUT, "dE/dU = sum_tau delta(tau) x(tau)^T",
-                           lo, nl, 0, m, m, bw->dU, 1);
+                           lo, nl, 0, m, m, bw->dU, g0);
     rc = rc ? rc : put_f64(h, g, "dE_db", 1, AX_UNIT, AX_UNIT, "dE/db = sum_tau delta(tau)", lo, nl,
-                           0, 1, 1, bw->db, 1);
+                           0, 1, 1, bw->db, g0);
     H5Gclose(g);
     return gf_par_agree(h->par, rc);
 }
@@ -429,6 +471,10 @@ int gf_h5_close(GfH5Out *h, int status)
     if (!h)
         return status;
     const GfPar *par = h->par;
+    if (h->G >= 0)
+        H5Dclose(h->G);
+    if (h->J >= 0)
+        H5Dclose(h->J);
     int rc = status;
     if (!rc) {
         /* everything else is on disk before the file claims to be whole */
@@ -564,4 +610,133 @@ int gf_h5_read_rows(const GfPar *par, const char *spec, const char *option, int6
     if (f >= 0)
         H5Fclose(f);
     return gf_par_agree(par, rc);
+}
+
+/* ---- the flow tensor (SPEC §3-4, /flow and /lag) ---- */
+
+/* The sink: this rank's slab of lags x V rows x K of one target, collective. */
+static int put_flow(void *ctx, int64_t target, int64_t lag0, int64_t nlags, int64_t va0, int64_t nva,
+                    const double *G, const double *J)
+{
+    GfH5Out *h = ctx;
+    int rc = GF_OK;
+    const hid_t dsets[2] = {h->G, h->J};
+    const double *bufs[2] = {G, J};
+    for (int k = 0; k < 2 && !rc; ++k) {
+        if (dsets[k] < 0)
+            continue;
+        hid_t fs = H5Dget_space(dsets[k]), ms;
+        const hsize_t nk = (hsize_t)h->flow->n_k;
+        if (target >= 0 && nlags > 0 && nva > 0) {
+            const hsize_t start[4] = {(hsize_t)target, (hsize_t)lag0, (hsize_t)va0, 0};
+            const hsize_t count[4] = {1, (hsize_t)nlags, (hsize_t)nva, nk};
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+            ms = H5Screate_simple(4, count, NULL);
+        } else {
+            const hsize_t one = 1;
+            ms = H5Screate_simple(1, &one, NULL);
+            H5Sselect_none(ms);
+            H5Sselect_none(fs);
+        }
+        if (H5Dwrite(dsets[k], H5T_NATIVE_DOUBLE, ms, fs, h->dxpl, bufs[k]) < 0)
+            rc = gf_error(GF_EIO, "%s: writing /flow/%s failed (disk full or file system error?)",
+                          h->partial, k ? "J" : "G");
+        H5Sclose(ms);
+        H5Sclose(fs);
+    }
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, int64_t cv, int64_t cl, GfFlowSink *sink)
+{
+    h->flow = spec;
+    int rc = GF_OK;
+    hid_t g = group(h, "flow", "gradient flow G(s,t) = d delta(s) / d delta(t) (SPEC §3-4); "
+                                "G[i][L][a][b] = d delta_{units_v[a]}(t_i - L) / d delta_{units_k[b]}(t_i)");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    const Axis ax[4] = {AX_TARGET, AX_LAG, AX_UNITS_V, AX_UNITS_K};
+    for (int k = 0; k < 4 && !rc; ++k) { /* the axes themselves are datasets of SPEC §6 */
+        hid_t sc = scale_of(h, g, ax[k]);
+        rc = sc < 0 ? gf_error(GF_EIO, "%s: cannot write /flow/%s", h->partial, axis_dsets[ax[k]]) : GF_OK;
+        if (sc >= 0)
+            H5Dclose(sc);
+    }
+    if (!rc && spec->tensor) {
+        /* a chunk is cl lags x the V rows of (about) one rank x all K: about 1 MiB,
+         * written whole by one rank when the V rows split evenly */
+        const hsize_t kc = (hsize_t)spec->n_k < ((hsize_t)1 << 27) / (hsize_t)cv
+                               ? (hsize_t)spec->n_k : ((hsize_t)1 << 27) / (hsize_t)cv;
+        const hsize_t chunk[4] = {1, (hsize_t)cl, (hsize_t)cv, kc ? kc : 1};
+        h->G = create_chunked(h, g, "G", H5T_IEEE_F64LE, 4, ax,
+                              "G[i][L][a][b] = d delta_{v_a}(t_i - L) / d delta_{k_b}(t_i); NaN where "
+                              "t_i - L < 1; entries may under/overflow (see log10_norm_*)", chunk);
+        rc = h->G < 0 ? GF_EIO : GF_OK;
+        if (!rc && spec->jacobian) {
+            h->J = create_chunked(h, g, "J", H5T_IEEE_F64LE, 4, ax,
+                                  "state Jacobian J[i][L][a][b] = d a_{k_b}(t_i) / d a_{v_a}(t_i - L) "
+                                  "(J(t,s) = F'(t) W ... F'(s+1) W, transposed to G's layout); NaN "
+                                  "where t_i - L < 1", chunk);
+            rc = h->J < 0 ? GF_EIO : GF_OK;
+        }
+    }
+    H5Gclose(g);
+    sink->ctx = h;
+    sink->put = put_flow;
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_flow_end(GfH5Out *h, const GfFlowSpec *spec, const GfFlowResult *res)
+{
+    if (h->G >= 0)
+        H5Dclose(h->G);
+    if (h->J >= 0)
+        H5Dclose(h->J);
+    h->G = h->J = -1;
+    const int root = gf_par_rank(h->par) == 0;
+    const int64_t nt = spec->n_t, nl = spec->max_lag + 1;
+    hid_t g = H5Gopen2(h->file, "flow", H5P_DEFAULT);
+    int rc = g < 0 ? gf_error(GF_EIO, "%s: cannot reopen /flow", h->partial) : GF_OK;
+    struct { const char *name; const double *data; const char *desc; } norms[] = {
+        {"log10_norm_fro", res->log10_fro, "exact log10 ||G(t_i-L, t_i)[V,K]||_F (NaN where t_i-L < 1, "
+                                           "-inf where G is exactly 0)"},
+        {"log10_norm_max", res->log10_max, "exact log10 of the largest |G(t_i-L, t_i)[v,k]| over V, K"},
+        {"log10_bound", res->log10_bound, "log10 of n (f'max ||W||_A)^L, f'max the activation's "
+                                          "theoretical maximum, ||W||_A = max_i sum_j |w_ij|"},
+        {"log10_bound_measured", res->log10_bound_measured,
+         "log10 of n (f'max ||W||_A)^L with f'max measured over the run, max f'_i(net_i(tau))"},
+        {"J_log10_norm_fro", res->J_log10_fro, "exact log10 ||J(t_i, t_i-L)^T[V,K]||_F"},
+        {"J_log10_norm_max", res->J_log10_max, "exact log10 of the largest |J(t_i, t_i-L)[k,v]|"},
+    };
+    const Axis ax2[2] = {AX_TARGET, AX_LAG};
+    const int count = spec->jacobian ? 6 : 4;
+    for (int k = 0; k < count && !rc; ++k)
+        rc = put_f64(h, g, norms[k].name, 2, ax2[0], ax2[1], norms[k].desc, 0, nt, 0, nl, nl,
+                     norms[k].data, root);
+    struct { const char *name; double v; } attrs[] = {
+        {"norm_A", res->norm_A}, {"norm_A_columns", res->norm_A_columns}, {"w_max", res->w_max},
+        {"lambda", res->lambda}, {"fprime_max_theory", res->fprime_max_theory},
+        {"fprime_max_measured", res->fprime_max_measured}};
+    for (size_t k = 0; k < sizeof attrs / sizeof attrs[0] && !rc; ++k)
+        rc = attr_f64(g, attrs[k].name, attrs[k].v);
+    rc = rc ? rc : attr_i64(g, "state_jacobian", spec->jacobian);
+    rc = rc ? rc : attr_i64(g, "tensor_written", spec->tensor);
+    if (g >= 0)
+        H5Gclose(g);
+    if ((rc = gf_par_agree(h->par, rc)))
+        return rc;
+
+    g = group(h, "lag", "per-lag share of the gradient: the lag-L term of dE(t_i)/dW is "
+                        "delta^(t_i)(t_i-L) a(t_i-L-1)^T with delta^(t) = G(., t) F'(t) e(t)");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    rc = put_f64(h, g, "contribution", 2, AX_TARGET, AX_LAG,
+                 "||delta^(t_i)(t_i-L)||_2 ||a(t_i-L-1)||_2, the Frobenius norm of the lag-L term "
+                 "of dE(t_i)/dW (NaN where t_i-L < 1; may underflow to 0, see log10_contribution)",
+                 0, nt, 0, nl, nl, res->contribution, root);
+    rc = rc ? rc : put_f64(h, g, "log10_contribution", 2, AX_TARGET, AX_LAG,
+                           "exact log10 of contribution, kept in log space", 0, nt, 0, nl, nl,
+                           res->log10_contribution, root);
+    H5Gclose(g);
+    return gf_par_agree(h->par, rc);
 }

@@ -13,6 +13,8 @@ struct GfPar {
     int grid_t, grid_u;
     int64_t n;                 /* units partitioned over the unit communicator */
     int *counts, *displs;      /* (unit_size) block sizes and offsets, for v-collectives */
+    int *row_counts;           /* (unit_size) counts * row_cols, for reduce_scatter_rows */
+    int row_cols;              /* the cols row_counts was made for (0: none yet) */
 };
 
 int gf_par_create(MPI_Comm world, GfPar **out)
@@ -40,7 +42,8 @@ int gf_par_set_grid(GfPar *par, int grid_t, int grid_u, int64_t n)
     MPI_Comm_size(par->unit, &par->unit_size);
     par->counts = calloc((size_t)par->unit_size, sizeof(int));
     par->displs = calloc((size_t)par->unit_size, sizeof(int));
-    int ok = par->counts && par->displs;
+    par->row_counts = calloc((size_t)par->unit_size, sizeof(int));
+    int ok = par->counts && par->displs && par->row_counts;
     for (int r = 0; ok && r < par->unit_size; ++r) {
         GfBlock b = gf_dist_block(n, par->unit_size, r);
         par->counts[r] = (int)b.count; /* n <= INT32_MAX, checked by config */
@@ -57,6 +60,7 @@ void gf_par_destroy(GfPar *par)
         MPI_Comm_free(&par->unit);
     free(par->counts);
     free(par->displs);
+    free(par->row_counts);
     free(par);
 }
 
@@ -137,6 +141,38 @@ void gf_par_reduce_scatter_units(const GfPar *par, const double *partial, double
 {
     MPI_Reduce_scatter(partial, local, par->counts, MPI_DOUBLE, MPI_SUM, par->unit);
 }
+
+void gf_par_reduce_scatter_rows(const GfPar *par, const double *partial, double *local, int cols)
+{
+    GfPar *p = (GfPar *)par; /* the cached counts are not observable state */
+    if (p->row_cols != cols) {
+        for (int r = 0; r < p->unit_size; ++r)
+            p->row_counts[r] = p->counts[r] * cols;
+        p->row_cols = cols;
+    }
+    MPI_Reduce_scatter(partial, local, p->row_counts, MPI_DOUBLE, MPI_SUM, p->unit);
+}
+
+void gf_par_unit_sum_vec(const GfPar *par, double *buf, int count)
+{
+    MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_DOUBLE, MPI_SUM, par->unit);
+}
+
+void gf_par_unit_max_vec(const GfPar *par, double *buf, int count)
+{
+    MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_DOUBLE, MPI_MAX, par->unit);
+}
+
+void gf_par_world_sum_vec(const GfPar *par, double *buf, int64_t count)
+{
+    for (int64_t off = 0; off < count; off += 1 << 27) {
+        const int64_t chunk = count - off < (1 << 27) ? count - off : (1 << 27);
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)chunk, MPI_DOUBLE, MPI_SUM, par->world);
+    }
+}
+
+int gf_par_time_rank(const GfPar *par) { return par->rank / par->grid_u; }
+int gf_par_time_size(const GfPar *par) { return par->grid_t; }
 
 double gf_par_unit_sum(const GfPar *par, double v)
 {

@@ -15,7 +15,9 @@
 #include "gradflow/bptt.h"
 #include "gradflow/config.h"
 #include "gradflow/error.h"
+#include "gradflow/flow.h"
 #include "gradflow/forward.h"
+#include "gradflow/timeset.h"
 #include "gradflow/h5io.h"
 #include "gradflow/model.h"
 #include "gradflow/par.h"
@@ -228,6 +230,85 @@ static int load_model(const GfPar *par, const GfConfig *cfg, GfModel *mo)
     return rc;
 }
 
+/* Local.  The flow's targets, lags and units from the options and the target
+ * mask (T); fs->n_t == 0 when --flow-targets none. */
+static int flow_spec(const GfConfig *cfg, const unsigned char *mask, GfFlowSpec *fs)
+{
+    memset(fs, 0, sizeof *fs);
+    if (!strcmp(cfg->flow_targets, "none"))
+        return GF_OK;
+    const int64_t T = cfg->steps;
+    unsigned char *sel = gf_calloc((size_t)T, 1, "flow target list");
+    if (!sel)
+        return GF_ENOMEM;
+    int rc = GF_OK;
+    if (!strcmp(cfg->flow_targets, "targets"))
+        memcpy(sel, mask, (size_t)T);
+    else
+        rc = gf_timeset_parse(cfg->flow_targets, T, "--flow-targets", sel);
+    for (int64_t t = 0; !rc && t < T; ++t)
+        fs->n_t += sel[t];
+    if (!rc && !(fs->targets = gf_calloc((size_t)fs->n_t, sizeof(int64_t), "flow targets")))
+        rc = GF_ENOMEM;
+    for (int64_t t = 0, k = 0; !rc && t < T; ++t)
+        if (sel[t])
+            fs->targets[k++] = t + 1;
+    free(sel);
+    if (!rc) {
+        fs->max_lag = cfg->max_lag >= 0 ? cfg->max_lag : fs->targets[fs->n_t - 1] - 1;
+        fs->tensor = !cfg->no_flow_tensor;
+        fs->jacobian = cfg->state_jacobian;
+        rc = gf_flow_parse_units(cfg->flow_units_k, cfg->units, cfg->outputs, "--flow-units-k",
+                                 &fs->units_k, &fs->n_k);
+    }
+    if (!rc)
+        rc = gf_flow_parse_units(cfg->flow_units_v, cfg->units, cfg->outputs, "--flow-units-v",
+                                 &fs->units_v, &fs->n_v);
+    return rc;
+}
+
+static void flow_spec_free(GfFlowSpec *fs)
+{
+    free(fs->targets), free(fs->units_k), free(fs->units_v);
+    memset(fs, 0, sizeof *fs);
+}
+
+static int64_t flow_file_bytes(const GfFlowSpec *fs)
+{
+    const int64_t cells = fs->n_t * (fs->max_lag + 1);
+    return 8 * ((fs->tensor ? (fs->jacobian ? 2 : 1) * cells * fs->n_v * fs->n_k : 0) +
+                (fs->jacobian ? 8 : 6) * cells + 2 * (fs->n_t + fs->max_lag + 1) + fs->n_v + fs->n_k);
+}
+
+/* Rank 0: one line per target: the fitted decay of log10 ||G||_F per step,
+ * the bounds' rates, and the lag where the flow fell below 1e-16 of its start. */
+static void report_flow(const GfFlowSpec *fs, const GfFlowResult *res)
+{
+    const int64_t nl = fs->max_lag + 1, shown = fs->n_t < 16 ? fs->n_t : 16;
+    printf("  flow: ||W||_A = %.6g, columns %.6g, w_max = %.6g, lambda = %.6g, f'max %.6g "
+           "(measured %.6g)\n", res->norm_A, res->norm_A_columns, res->w_max, res->lambda,
+           res->fprime_max_theory, res->fprime_max_measured);
+    const double th = log10(res->fprime_max_theory * res->norm_A);
+    const double me = log10(res->fprime_max_measured * res->norm_A);
+    for (int64_t i = 0; i < shown; ++i) {
+        const double *y = res->log10_fro + i * nl;
+        const int64_t valid = fs->targets[i] - 1 < fs->max_lag ? fs->targets[i] : nl;
+        int64_t below = -1;
+        for (int64_t L = 1; L < valid && below < 0; ++L)
+            if (y[L] - y[0] < -16.0)
+                below = L;
+        printf("  flow t = %" PRId64 ": log10||G||_F slope %.4f per step (fit over L = 0..%" PRId64
+               "); bound %.4f per step (measured f'max: %.4f); ", fs->targets[i],
+               gf_flow_fit_slope(y, valid), valid - 1, th, me);
+        if (below >= 0)
+            printf("below 1e-16 of its start at L = %" PRId64 "\n", below);
+        else
+            printf("never below 1e-16 of its start\n");
+    }
+    if (shown < fs->n_t)
+        printf("  flow: %" PRId64 " more targets in /flow/log10_norm_fro\n", fs->n_t - shown);
+}
+
 static void report_timer(const GfPar *par, const char *name, double seconds)
 {
     double s[3];
@@ -289,17 +370,49 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         printf("# gradflow %s (git %s), %d ranks, grid %s\n# resolved configuration:\n%s", GF_VERSION,
                GF_GIT_REVISION, nranks, cfg.grid, ini);
     if (cfg.dry_run) {
+        /* with a targets file the target times are unknown here: assume every step */
+        GfFlowSpec fs;
+        unsigned char *mask = gf_calloc((size_t)T, 1, "target mask");
+        rc = mask ? GF_OK : GF_ENOMEM;
+        if (!rc && cfg.targets_file[0])
+            memset(mask, 1, (size_t)T);
+        else if (!rc)
+            gf_timeset_parse(cfg.target_times, T, "--target-times", mask);
+        rc = rc ? rc : flow_spec(&cfg, mask, &fs);
+        free(mask);
+        if ((rc = gf_par_agree(par, rc))) {
+            fail(par, rc);
+            gf_par_destroy(par);
+            return rc;
+        }
         if (root) {
             const GfBlock big = gf_dist_block(n, cfg.grid_u, 0), small = gf_dist_block(n, cfg.grid_u, cfg.grid_u - 1);
+            int64_t cv = 1;
+            for (int r = 0; r < cfg.grid_u && fs.n_t; ++r) { /* V rows of the fullest block */
+                const GfBlock b = gf_dist_block(n, cfg.grid_u, r);
+                int64_t c = 0;
+                for (int64_t a = 0; a < fs.n_v; ++a)
+                    c += fs.units_v[a] >= b.lo && fs.units_v[a] < b.lo + b.count;
+                cv = c > cv ? c : cv;
+            }
+            const int64_t flow_big = fs.n_t ? gf_flow_estimate_rank_bytes(&fs, n, big.count, cfg.grid_u, cv) : 0;
+            const int64_t flow_small = fs.n_t ? gf_flow_estimate_rank_bytes(&fs, n, small.count, cfg.grid_u, cv) : 0;
             printf("dry run: n = %" PRId64 ", m = %" PRId64 ", n_out = %" PRId64 ", T = %" PRId64
                    ", %d ranks (grid %s)\n", n, m, n_out, T, nranks, cfg.grid);
-            print_bytes(stdout, "  memory per rank: ", (double)gf_estimate_rank_bytes(n, m, n_out, T, big.count));
+            print_bytes(stdout, "  memory per rank: ",
+                        (double)(gf_estimate_rank_bytes(n, m, n_out, T, big.count) + flow_big));
             printf(" (largest block, %" PRId64 " units)", big.count);
-            print_bytes(stdout, ", ", (double)gf_estimate_rank_bytes(n, m, n_out, T, small.count));
+            print_bytes(stdout, ", ", (double)(gf_estimate_rank_bytes(n, m, n_out, T, small.count) + flow_small));
             printf(" (smallest block, %" PRId64 " units)\n", small.count);
-            print_bytes(stdout, "  output file: ", (double)file_bytes);
-            printf(" (%s; directory writable, space available)\n  nothing was written.\n", cfg.output);
+            print_bytes(stdout, "  output file: ", (double)(file_bytes + (fs.n_t ? flow_file_bytes(&fs) : 0)));
+            printf(" (%s; directory writable, space available)\n", cfg.output);
+            if (fs.n_t)
+                printf("  flow: %" PRId64 " targets%s, lags 0..%" PRId64 ", |V| = %" PRId64 ", |K| = %"
+                       PRId64 "%s\n", fs.n_t, cfg.targets_file[0] ? " at most" : "", fs.max_lag,
+                       fs.n_v, fs.n_k, fs.tensor ? "" : " (no tensor)");
+            printf("  nothing was written.\n");
         }
+        flow_spec_free(&fs);
         gf_par_destroy(par);
         return 0;
     }
@@ -317,7 +430,16 @@ int gf_main(MPI_Comm world, int argc, char **argv)
     rc = gf_par_agree(par, rc);
     if (!rc)
         rc = load_model(par, &cfg, &mo);
-    double t_fw = 0, t_bw = 0, t_io = 0;
+    double t_fw = 0, t_bw = 0, t_io = 0, t_flow = 0;
+    GfFlowSpec fs;
+    GfFlowResult fres;
+    memset(&fs, 0, sizeof fs);
+    memset(&fres, 0, sizeof fres);
+    if (!rc) {
+        rc = flow_spec(&cfg, mo.mask, &fs);
+        rc = rc ? rc : fs.n_t ? gf_flow_result_alloc(&fs, &fres) : GF_OK;
+        rc = gf_par_agree(par, rc);
+    }
     if (!rc) {
         GfProgress prog;
         double t0 = gf_time_now();
@@ -340,8 +462,20 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         rc = rc ? rc : gf_h5_write_model(h, &mo);
         rc = rc ? rc : gf_h5_write_forward(h, &mo, &fw);
         rc = rc ? rc : gf_h5_write_backward(h, &mo, &bw);
-        rc = gf_h5_close(h, rc);
         t_io = gf_time_now() - t0;
+        if (!rc && fs.n_t) {
+            t0 = gf_time_now();
+            GfFlowSink sink;
+            const int64_t cv = gf_flow_max_v_rows(&fs, par);
+            rc = gf_h5_flow_begin(h, &fs, cv, gf_flow_batch_lags(&fs, cv), &sink);
+            gf_progress_begin(&prog, "flow", 0, root && !cfg.quiet);
+            rc = rc ? rc : gf_flow_run(&mo, &fw, &fs, par, &sink, &fres, &prog);
+            rc = rc ? rc : gf_h5_flow_end(h, &fs, &fres);
+            t_flow = gf_time_now() - t0;
+        }
+        t0 = gf_time_now();
+        rc = gf_h5_close(h, rc);
+        t_io += gf_time_now() - t0;
     }
     if (!rc) {
         struct stat st;
@@ -357,14 +491,19 @@ int gf_main(MPI_Comm world, int argc, char **argv)
                 printf("  warning: not finite: the %s overflowed double precision (the error flow "
                        "exploded; smaller --w-max or --gain, or fewer --steps, keep it finite)\n",
                        isfinite(bw.loss) ? "gradient" : "forward pass");
+            if (fs.n_t)
+                report_flow(&fs, &fres);
             printf("  timers over ranks:\n");
         }
         report_timer(par, "forward", t_fw);
         report_timer(par, "backward", t_bw);
+        report_timer(par, "flow", t_flow);
         report_timer(par, "write", t_io);
     } else {
         fail(par, rc);
     }
+    gf_flow_result_free(&fres);
+    flow_spec_free(&fs);
     gf_bptt_free(&bw);
     gf_forward_free(&fw);
     gf_model_free(&mo);

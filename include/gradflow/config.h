@@ -32,6 +32,11 @@ typedef struct {
     char inputs_file[GF_PATH_MAX];  /* FILE.h5:/dataset or "" */
     char targets_file[GF_PATH_MAX]; /* FILE.h5:/dataset or "" */
     char target_times[GF_SPEC_MAX];
+    char flow_targets[GF_SPEC_MAX]; /* "targets", "none" or a time list */
+    int64_t max_lag;                /* -1: all lags (max t_i - 1) */
+    char flow_units_k[GF_SPEC_MAX]; /* "outputs", "all" or a unit list */
+    char flow_units_v[GF_SPEC_MAX]; /* "all" or a unit list */
+    int no_flow_tensor, state_jacobian;
     char grid[64];                  /* "PtxPu" or "" (1 x P) */
     int grid_t, grid_u;             /* resolved by gf_config_validate */
     char output[GF_PATH_MAX];

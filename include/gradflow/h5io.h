@@ -17,6 +17,7 @@
 
 #include "gradflow/bptt.h"
 #include "gradflow/config.h"
+#include "gradflow/flow.h"
 #include "gradflow/forward.h"
 #include "gradflow/model.h"
 #include "gradflow/par.h"
@@ -36,6 +37,14 @@ int gf_h5_write_model(GfH5Out *h, const GfModel *model);
 int gf_h5_write_forward(GfH5Out *h, const GfModel *model, const GfForward *fw);
 /* /backward (delta, E) and /gradient (dE_dW, dE_dU, dE_db). */
 int gf_h5_write_backward(GfH5Out *h, const GfModel *model, const GfBackward *bw);
+
+/* /flow: the axis datasets (targets, lags, units_v, units_k) and, when
+ * spec->tensor, /flow/G (and /flow/J) chunked as 1 x cl lags x cv rows x N_k;
+ * sets *sink to stream the tensor into them (gf_flow_run calls it). */
+int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, int64_t cv, int64_t cl, GfFlowSink *sink);
+
+/* /flow norms, bounds and attributes, and /lag, from res (complete on every rank). */
+int gf_h5_flow_end(GfH5Out *h, const GfFlowSpec *spec, const GfFlowResult *res);
 
 /* Ends the file and frees h.  With status == GF_OK: writes complete = 1 last,
  * closes, and rank 0 renames PATH.partial to PATH.  Otherwise (some rank

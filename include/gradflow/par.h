@@ -61,6 +61,23 @@ void gf_par_allgather_units(const GfPar *par, double *full);
  * MPI_Reduce_scatter. */
 void gf_par_reduce_scatter_units(const GfPar *par, const double *partial, double *local);
 
+/* Collective on the unit communicator.  As above for an (n, cols) row-major
+ * block: the (n, cols) partials are summed and this rank keeps its
+ * (n_local, cols) rows.  cols * n must fit in an int. */
+void gf_par_reduce_scatter_rows(const GfPar *par, const double *partial, double *local, int cols);
+
+/* Collective on the unit communicator: element-wise sum / max over the unit
+ * ranks of buf (count entries), in place. */
+void gf_par_unit_sum_vec(const GfPar *par, double *buf, int count);
+void gf_par_unit_max_vec(const GfPar *par, double *buf, int count);
+
+/* Collective on world: element-wise sum over all ranks of buf, in place. */
+void gf_par_world_sum_vec(const GfPar *par, double *buf, int64_t count);
+
+/* Local: this rank's time-group index (0 .. Pt-1) and the number of groups. */
+int gf_par_time_rank(const GfPar *par);
+int gf_par_time_size(const GfPar *par);
+
 /* Collective on the unit communicator: global sum / max of a local value. */
 double gf_par_unit_sum(const GfPar *par, double v);
 double gf_par_unit_max(const GfPar *par, double v);
