@@ -31,8 +31,11 @@ gf_install_packages() {
     DEBIAN_FRONTEND=noninteractive "${cmd[@]}" >/dev/null
 }
 
+# Extra CMake options come from GF_CMAKE_ARGS, never from the caller's
+# arguments (this file is sourced; those belong to gradflow or ctest).
 gf_build() {
-    cmake -S "$GF_ROOT" -B "$GF_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+    # shellcheck disable=SC2086
+    cmake -S "$GF_ROOT" -B "$GF_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${GF_CMAKE_ARGS:-} >/dev/null
     cmake --build "$GF_BUILD" -j "$(nproc)" >/dev/null
 }
 
@@ -43,4 +46,4 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
 gf_install_packages
-gf_build "$@"
+gf_build

@@ -56,7 +56,7 @@ static const OptDef gf_opts[] = {
     {"no-flow-tensor", K_FLAG, F(no_flow_tensor), "", "write the flow's norms, bounds and /lag but not /flow/G", 1},
     {"state-jacobian", K_FLAG, F(state_jacobian), "", "also write the state Jacobian d a(t)/d a(t-L) as /flow/J", 1},
     {"grid", K_STR, F(grid), "PtxPu", "process grid: Pt time groups x Pu ranks per group (default 1xP)", 1},
-    {"output", K_STR, F(output), "FILE.h5", "output file (also -o); written as FILE.h5.partial, then renamed", 1},
+    {"output", K_STR, F(output), "FILE.h5", "output file; written as FILE.h5.partial, renamed when complete", 1},
     {"config", K_STR, F(config), "FILE.ini", "read options from an INI file; the command line wins", 0},
     {"dry-run", K_FLAG, F(dry_run), "", "print memory per rank and file size, check the output directory, write nothing", 1},
     {"quiet", K_FLAG, F(quiet), "", "no progress lines or configuration echo", 1},
@@ -257,6 +257,51 @@ int gf_config_apply_ini(GfConfig *cfg, const char *text, const char *path)
     return GF_OK;
 }
 
+int gf_config_set_times(GfConfig *cfg, const unsigned char *mask, int64_t T)
+{
+    char *out = cfg->target_times;
+    const size_t cap = sizeof cfg->target_times;
+    size_t used = 0;
+    int64_t t = 1;
+    out[0] = '\0';
+    while (t <= T) {
+        if (!mask[t - 1]) {
+            ++t;
+            continue;
+        }
+        /* the longest arithmetic run a, a+s, a+2s, ... starting at t */
+        int64_t next = t + 1;
+        while (next <= T && !mask[next - 1])
+            ++next;
+        int64_t last = t, step = next - t;
+        if (next <= T) {
+            last = next;
+            while (last + step <= T && mask[last + step - 1]) {
+                int gap = 0;
+                for (int64_t u = last + 1; u < last + step; ++u)
+                    gap |= mask[u - 1];
+                if (gap)
+                    break;
+                last += step;
+            }
+        }
+        int w;
+        if (last == t)
+            w = snprintf(out + used, cap - used, "%s%" PRId64, used ? "," : "", t);
+        else if (step == 1)
+            w = snprintf(out + used, cap - used, "%s%" PRId64 ":%" PRId64, used ? "," : "", t, last);
+        else
+            w = snprintf(out + used, cap - used, "%s%" PRId64 ":%" PRId64 ":%" PRId64, used ? "," : "",
+                         t, last, step);
+        if (w < 0 || (size_t)w >= cap - used)
+            return gf_error(GF_EUSAGE, "the target times are too irregular to record as a list of "
+                                       "at most %zu characters", cap - 1);
+        used += (size_t)w;
+        t = last + 1;
+    }
+    return GF_OK;
+}
+
 int gf_config_given(const GfConfig *cfg, const char *name)
 {
     const OptDef *o = find_opt(name, strlen(name));
@@ -265,10 +310,9 @@ int gf_config_given(const GfConfig *cfg, const char *name)
 
 static int parse_grid(GfConfig *cfg, int nranks)
 {
-    if (!cfg->grid[0]) {
+    if (!cfg->grid[0]) { /* stays "" so a stored configuration runs on any rank count */
         cfg->grid_t = 1;
         cfg->grid_u = nranks;
-        snprintf(cfg->grid, sizeof cfg->grid, "1x%d", nranks);
         return GF_OK;
     }
     char *end = NULL;
@@ -318,9 +362,6 @@ int gf_config_validate(GfConfig *cfg, int nranks)
         (rc = check_file_spec(cfg->inputs_file, "--inputs-file")) ||
         (rc = check_file_spec(cfg->targets_file, "--targets-file")))
         return rc;
-    if (cfg->targets_file[0] && gf_config_given(cfg, "target-times"))
-        return gf_error(GF_EUSAGE, "--target-times and --targets-file both given; with a targets "
-                                   "file the target times are its rows that are not NaN");
     if (!cfg->output[0])
         return gf_error(GF_EUSAGE, "no output file; give -o FILE.h5 (or output = FILE.h5 in the "
                                    "config file)");
@@ -353,7 +394,7 @@ int gf_config_check_sizes(const GfConfig *cfg)
     if (cfg->outputs < 1 || cfg->outputs > cfg->units)
         return gf_error(GF_EUSAGE, "--outputs: %" PRId64 " is not allowed; n_out must be 1 .. n = %" PRId64,
                         cfg->outputs, cfg->units);
-    if (!cfg->targets_file[0]) {
+    {
         unsigned char *mask = malloc((size_t)cfg->steps);
         if (!mask)
             return gf_error(GF_ENOMEM, "--target-times: out of memory for T = %" PRId64, cfg->steps);

@@ -164,6 +164,7 @@ static hid_t scale_of(GfH5Out *h, hid_t g, Axis ax)
     hid_t space = H5Screate_simple(1, &len, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    H5Pset_obj_track_times(dcpl, 0);
     hid_t ds = H5Dcreate2(g, name, H5T_STD_I64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
     H5Sclose(space);
@@ -198,6 +199,7 @@ static hid_t create_chunked(GfH5Out *h, hid_t g, const char *name, hid_t ftype, 
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     /* every element is written, so never spend a pass writing fill values */
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    H5Pset_obj_track_times(dcpl, 0);
     if (chunk)
         H5Pset_chunk(dcpl, rank, chunk);
     hid_t ds = H5Dcreate2(g, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
@@ -244,7 +246,10 @@ static int put_f64(GfH5Out *h, hid_t g, const char *name, int rank, Axis ax0, Ax
 
 static hid_t group(GfH5Out *h, const char *name, const char *desc)
 {
-    hid_t g = H5Gcreate2(h->file, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    H5Pset_obj_track_times(gcpl, 0);
+    hid_t g = H5Gcreate2(h->file, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    H5Pclose(gcpl);
     if (g < 0 || attr_str(g, "description", desc)) {
         if (g >= 0)
             H5Gclose(g);
@@ -278,7 +283,11 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
     H5Pset_fapl_mpio(fapl, gf_par_world(par), MPI_INFO_NULL);
     H5Pset_all_coll_metadata_ops(fapl, 1);
     H5Pset_coll_metadata_write(fapl, 1);
-    h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    /* no object timestamps, so that the same run writes the same bytes */
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_obj_track_times(fcpl, 0);
+    h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fcpl);
     H5Pclose(fapl);
     if (h->file < 0)
         rc = gf_error(GF_EIO, "-o: cannot create '%s' (check that the directory exists and is "
@@ -290,10 +299,12 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
     h->dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE);
 
-    /* the creation time must be identical on all ranks: rank 0's, broadcast */
+    /* the creation time must be identical on all ranks: rank 0's, broadcast;
+     * SOURCE_DATE_EPOCH (reproducible-builds convention) pins it */
     char stamp[32] = "", *sp = stamp;
     if (gf_par_rank(par) == 0) {
-        time_t now = time(NULL);
+        const char *epoch = getenv("SOURCE_DATE_EPOCH");
+        time_t now = epoch && *epoch ? (time_t)strtoll(epoch, NULL, 10) : time(NULL);
         struct tm tmv;
         strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
     }
@@ -345,7 +356,10 @@ int gf_h5_write_config(GfH5Out *h, const GfConfig *cfg, const char *ini)
         H5Tset_size(t, strlen(ini) + 1);
         H5Tset_cset(t, H5T_CSET_UTF8);
         hid_t space = H5Screate(H5S_SCALAR);
-        hid_t ds = H5Dcreate2(g, "ini", t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_obj_track_times(dcpl, 0);
+        hid_t ds = H5Dcreate2(g, "ini", t, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        H5Pclose(dcpl);
         if (ds < 0 || attr_str(ds, "description", "the resolved configuration as INI text; "
                                                   "gradflow --config accepts it to repeat the run")) {
             rc = gf_error(GF_EIO, "%s: cannot create /config/ini", h->partial);

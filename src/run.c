@@ -44,7 +44,7 @@ int64_t gf_estimate_file_bytes(int64_t n, int64_t m, int64_t n_out, int64_t T)
     const int64_t doubles = 2 * n * n + 2 * n * m + 3 * n /* W, dW, U, dU, b, a0, db */
                             + T * m + T * n_out + T       /* x, d, E */
                             + 4 * T * n;                  /* net, a, fprime, delta */
-    const int64_t scales = 8 * (4 * T + 6 * n + 2 * m + n_out);
+    const int64_t scales = 8 * (3 * T + 4 * n + 3 * m + n_out); /* each group's own axes */
     return 8 * doubles + T + scales;
 }
 
@@ -196,7 +196,7 @@ static void print_bytes(FILE *out, const char *label, double bytes)
 }
 
 /* Collective: loads or generates every model array; checks loaded values. */
-static int load_model(const GfPar *par, const GfConfig *cfg, GfModel *mo)
+static int load_model(const GfPar *par, GfConfig *cfg, GfModel *mo)
 {
     int rc = GF_OK;
     if (cfg->weights[0])
@@ -222,6 +222,17 @@ static int load_model(const GfPar *par, const GfConfig *cfg, GfModel *mo)
         }
         if (!rc && targets == 0)
             rc = gf_error(GF_EDATA, "--targets-file: every row is NaN, so there is no target time");
+        if (!rc && gf_config_given(cfg, "target-times")) {
+            unsigned char *given = gf_calloc((size_t)mo->T, 1, "target mask");
+            rc = given ? gf_timeset_parse(cfg->target_times, mo->T, "--target-times", given) : GF_ENOMEM;
+            if (!rc && memcmp(given, mo->mask, (size_t)mo->T) != 0)
+                rc = gf_error(GF_EUSAGE, "--target-times '%.200s' differs from the target times of "
+                                         "--targets-file (its rows that are not NaN); drop one of them",
+                              cfg->target_times);
+            free(given);
+        }
+        /* the resolved configuration records the file's times, so it replays */
+        rc = rc ? rc : gf_config_set_times(cfg, mo->mask, mo->T);
         rc = gf_par_agree(par, rc);
     }
     if (!rc)
@@ -364,11 +375,11 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         gf_par_destroy(par);
         return rc;
     }
-    char ini[16384];
+    static char ini[GF_TIMES_MAX + 32768]; /* rank-local; gf_main is not reentrant */
     gf_config_to_ini(&cfg, ini, sizeof ini);
     if (root && !cfg.quiet)
-        printf("# gradflow %s (git %s), %d ranks, grid %s\n# resolved configuration:\n%s", GF_VERSION,
-               GF_GIT_REVISION, nranks, cfg.grid, ini);
+        printf("# gradflow %s (git %s), %d ranks, grid %dx%d\n# resolved configuration:\n%s",
+               GF_VERSION, GF_GIT_REVISION, nranks, cfg.grid_t, cfg.grid_u, ini);
     if (cfg.dry_run) {
         /* with a targets file the target times are unknown here: assume every step */
         GfFlowSpec fs;
@@ -398,7 +409,7 @@ int gf_main(MPI_Comm world, int argc, char **argv)
             const int64_t flow_big = fs.n_t ? gf_flow_estimate_rank_bytes(&fs, n, big.count, cfg.grid_u, cv) : 0;
             const int64_t flow_small = fs.n_t ? gf_flow_estimate_rank_bytes(&fs, n, small.count, cfg.grid_u, cv) : 0;
             printf("dry run: n = %" PRId64 ", m = %" PRId64 ", n_out = %" PRId64 ", T = %" PRId64
-                   ", %d ranks (grid %s)\n", n, m, n_out, T, nranks, cfg.grid);
+                   ", %d ranks (grid %dx%d)\n", n, m, n_out, T, nranks, cfg.grid_t, cfg.grid_u);
             print_bytes(stdout, "  memory per rank: ",
                         (double)(gf_estimate_rank_bytes(n, m, n_out, T, big.count) + flow_big));
             printf(" (largest block, %" PRId64 " units)", big.count);
@@ -421,6 +432,7 @@ int gf_main(MPI_Comm world, int argc, char **argv)
     GfModel mo;
     GfForward fw;
     GfBackward bw;
+    memset(&mo, 0, sizeof mo);
     memset(&fw, 0, sizeof fw);
     memset(&bw, 0, sizeof bw);
     rc = gf_par_set_grid(par, cfg.grid_t, cfg.grid_u, n);
@@ -453,6 +465,7 @@ int gf_main(MPI_Comm world, int argc, char **argv)
 
         /* ---- epilog: the file ---- */
         t0 = gf_time_now();
+        gf_config_to_ini(&cfg, ini, sizeof ini); /* load_model may have resolved more */
         char *cmdline = join_args(argc, argv);
         GfH5Out *h = NULL;
         rc = gf_par_agree(par, cmdline ? GF_OK : gf_error(GF_ENOMEM, "out of memory"));
@@ -483,7 +496,8 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         if (root) {
             printf("gradflow: wrote %s (", cfg.output);
             print_bytes(stdout, "", size);
-            printf(") in %.3f s on %d ranks (grid %s)\n", gf_time_now() - t_start, nranks, cfg.grid);
+            printf(") in %.3f s on %d ranks (grid %dx%d)\n", gf_time_now() - t_start, nranks,
+                   cfg.grid_t, cfg.grid_u);
             printf("  n = %" PRId64 ", m = %" PRId64 ", n_out = %" PRId64 ", T = %" PRId64
                    ", activation %s\n", n, m, n_out, T, gf_act_name(cfg.activation));
             printf("  loss E = %.10g, ||dE/dW||_F = %.10g\n", bw.loss, bw.norm_dW);
