@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -414,7 +415,9 @@ int gf_main(MPI_Comm world, int argc, char **argv)
                         (double)(gf_estimate_rank_bytes(n, m, n_out, T, big.count) + flow_big));
             printf(" (largest block, %" PRId64 " units)", big.count);
             print_bytes(stdout, ", ", (double)(gf_estimate_rank_bytes(n, m, n_out, T, small.count) + flow_small));
-            printf(" (smallest block, %" PRId64 " units)\n", small.count);
+            printf(" (smallest block, %" PRId64 " units): gradflow's arrays; add about 30 MiB "
+                   "for MPI, HDF5 and BLAS, and the MPI-IO collective buffer (tens of MiB) on "
+                   "aggregator ranks\n", small.count);
             print_bytes(stdout, "  output file: ", (double)(file_bytes + (fs.n_t ? flow_file_bytes(&fs) : 0)));
             printf(" (%s; directory writable, space available)\n", cfg.output);
             if (fs.n_t)
@@ -513,6 +516,14 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         report_timer(par, "backward", t_bw);
         report_timer(par, "flow", t_flow);
         report_timer(par, "write", t_io);
+        /* peak resident memory per rank, to set beside the --dry-run estimate */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        double mem[3];
+        gf_par_min_avg_max(par, (double)ru.ru_maxrss / 1024.0, mem);
+        if (root)
+            printf("  peak RSS   %9.1f MiB min %7.1f MiB avg %7.1f MiB max (MPI, HDF5 and BLAS "
+                   "included)\n", mem[0], mem[1], mem[2]);
     } else {
         fail(par, rc);
     }

@@ -195,6 +195,9 @@ START_TEST(config_command_line)
     ck_assert(gf_config_given(&cfg, "units") && !gf_config_given(&cfg, "inputs"));
     ck_assert_int_eq(gf_config_validate(&cfg, 3), 0);
     ck_assert(cfg.grid_t == 1 && cfg.grid_u == 3);
+    ck_assert_int_eq(parse(&cfg, "--grid 2x3 -o x.h5"), 0);
+    ck_assert_int_eq(gf_config_validate(&cfg, 6), 0);
+    ck_assert(cfg.grid_t == 2 && cfg.grid_u == 3);
 
     struct { const char *line; int code; const char *needle; } bad[] = {
         {"--units abc -o x.h5", GF_EUSAGE, "--units"},
@@ -219,7 +222,8 @@ START_TEST(config_command_line)
         {"--w-max -1 -o x.h5", 1, "--w-max"},
         {"--units 4", 1, "no output file"},
         {"--grid 2x2 -o x.h5", 3, "--grid"},
-        {"--grid 2x1 -o x.h5", 2, "Pt > 1"},
+        {"--grid 0x2 -o x.h5", 2, "PtxPu"},
+        {"--grid 2x1 -o x.h5", 3, "the job has 3"},
         {"--grid 3 -o x.h5", 3, "PtxPu"},
         {"--target-times 0 -o x.h5", 1, "--target-times"},
         {"--weights w.h5 -o x.h5", 1, "--weights"},
