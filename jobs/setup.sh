@@ -31,8 +31,9 @@ gf_install_packages() {
     DEBIAN_FRONTEND=noninteractive "${cmd[@]}" >/dev/null
 }
 
-# Extra CMake options come from GF_CMAKE_ARGS, never from the caller's
-# arguments (this file is sourced; those belong to gradflow or ctest).
+# Extra CMake options come from GF_CMAKE_ARGS (a later -DCMAKE_BUILD_TYPE
+# there wins over the default), never from the caller's arguments: this file
+# is sourced, and those belong to gradflow or ctest.
 gf_build() {
     # shellcheck disable=SC2086
     cmake -S "$GF_ROOT" -B "$GF_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${GF_CMAKE_ARGS:-} >/dev/null
