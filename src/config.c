@@ -43,7 +43,8 @@ static const OptDef gf_opts[] = {
     {"target-scale", K_REAL, F(target_scale), "S",
      "generated targets: S * U[0, 1] (logistic, relu) or S * U[-1, 1] (tanh, linear), >= 0", 1},
     {"target-times", K_STR, F(target_times), "LIST",
-     "times where E(t) counts: comma list of t, a:b, a:b:step; T = last step", 1},
+     "times where E(t) counts: comma list of t, a:b, a:b:step (T = last step); 'file': the "
+     "non-NaN rows of --targets-file", 1},
     {"weights", K_STR, F(weights), "FILE.h5:/DSET", "load W (n x n float) instead of generating it", 1},
     {"inputs-file", K_STR, F(inputs_file), "FILE.h5:/DSET", "load x (T x m float) instead of generating it", 1},
     {"targets-file", K_STR, F(targets_file), "FILE.h5:/DSET",
@@ -257,51 +258,6 @@ int gf_config_apply_ini(GfConfig *cfg, const char *text, const char *path)
     return GF_OK;
 }
 
-int gf_config_set_times(GfConfig *cfg, const unsigned char *mask, int64_t T)
-{
-    char *out = cfg->target_times;
-    const size_t cap = sizeof cfg->target_times;
-    size_t used = 0;
-    int64_t t = 1;
-    out[0] = '\0';
-    while (t <= T) {
-        if (!mask[t - 1]) {
-            ++t;
-            continue;
-        }
-        /* the longest arithmetic run a, a+s, a+2s, ... starting at t */
-        int64_t next = t + 1;
-        while (next <= T && !mask[next - 1])
-            ++next;
-        int64_t last = t, step = next - t;
-        if (next <= T) {
-            last = next;
-            while (last + step <= T && mask[last + step - 1]) {
-                int gap = 0;
-                for (int64_t u = last + 1; u < last + step; ++u)
-                    gap |= mask[u - 1];
-                if (gap)
-                    break;
-                last += step;
-            }
-        }
-        int w;
-        if (last == t)
-            w = snprintf(out + used, cap - used, "%s%" PRId64, used ? "," : "", t);
-        else if (step == 1)
-            w = snprintf(out + used, cap - used, "%s%" PRId64 ":%" PRId64, used ? "," : "", t, last);
-        else
-            w = snprintf(out + used, cap - used, "%s%" PRId64 ":%" PRId64 ":%" PRId64, used ? "," : "",
-                         t, last, step);
-        if (w < 0 || (size_t)w >= cap - used)
-            return gf_error(GF_EUSAGE, "the target times are too irregular to record as a list of "
-                                       "at most %zu characters", cap - 1);
-        used += (size_t)w;
-        t = last + 1;
-    }
-    return GF_OK;
-}
-
 int gf_config_given(const GfConfig *cfg, const char *name)
 {
     const OptDef *o = find_opt(name, strlen(name));
@@ -377,8 +333,12 @@ int gf_config_validate(GfConfig *cfg, int nranks)
     return gf_config_check_sizes(cfg);
 }
 
-int gf_config_check_sizes(const GfConfig *cfg)
+int gf_config_check_sizes(GfConfig *cfg)
 {
+    /* with a targets file its non-NaN rows are the target times: recorded as
+     * 'file', so the resolved configuration replays whatever their pattern */
+    if (cfg->targets_file[0] && !gf_config_given(cfg, "target-times"))
+        strcpy(cfg->target_times, "file");
     /* MPI counts and HDF5 selections are int-sized per rank; keep every global
      * extent within int so no count can wrap. */
     const int64_t lim = INT32_MAX;
@@ -394,7 +354,10 @@ int gf_config_check_sizes(const GfConfig *cfg)
     if (cfg->outputs < 1 || cfg->outputs > cfg->units)
         return gf_error(GF_EUSAGE, "--outputs: %" PRId64 " is not allowed; n_out must be 1 .. n = %" PRId64,
                         cfg->outputs, cfg->units);
-    {
+    if (!strcmp(cfg->target_times, "file") && !cfg->targets_file[0])
+        return gf_error(GF_EUSAGE, "--target-times: 'file' means the rows of --targets-file that "
+                                   "are not NaN, but no --targets-file is given");
+    if (strcmp(cfg->target_times, "file") != 0) {
         unsigned char *mask = malloc((size_t)cfg->steps);
         if (!mask)
             return gf_error(GF_ENOMEM, "--target-times: out of memory for T = %" PRId64, cfg->steps);

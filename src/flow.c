@@ -102,13 +102,20 @@ static int64_t lower_bound(const int64_t *list, int64_t len, int64_t x)
 
 int64_t gf_flow_max_v_rows(const GfFlowSpec *spec, const GfPar *par)
 {
-    int64_t cv = 1;
+    int64_t most = 1;
     for (int r = 0; r < gf_par_unit_size(par); ++r) {
         const GfBlock b = gf_par_units_of(par, r);
         const int64_t c = lower_bound(spec->units_v, spec->n_v, b.lo + b.count) -
                           lower_bound(spec->units_v, spec->n_v, b.lo);
-        cv = c > cv ? c : cv;
+        most = c > most ? c : most;
     }
+    /* the smallest divisor of N_v that holds any rank's rows: chunks then tile
+     * the dataset exactly (no partial edge chunk, whose padding HDF5 would
+     * leave unwritten and the file not byte-reproducible), and they match the
+     * ranks' row blocks whenever N_v splits evenly */
+    int64_t cv = most;
+    while (spec->n_v % cv)
+        ++cv;
     return cv;
 }
 
@@ -120,6 +127,8 @@ int64_t gf_flow_batch_lags(const GfFlowSpec *spec, int64_t cv)
         cl = 1;
     if (cl > spec->max_lag + 1)
         cl = spec->max_lag + 1;
+    while ((spec->max_lag + 1) % cl) /* a divisor of L+1: no partial chunk (see above) */
+        --cl;
     return cl;
 }
 
@@ -453,7 +462,7 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
 
     const int groups = gf_par_time_size(par), me = gf_par_time_rank(par);
     const int64_t cv = gf_flow_max_v_rows(spec, par), cl = gf_flow_batch_lags(spec, cv);
-    const int64_t per_target = (spec->max_lag + cl) / cl; /* batches of cl lags */
+    const int64_t per_target = (spec->max_lag + 1) / cl; /* batches of cl lags; cl divides L+1 */
     int *owner = malloc((size_t)(spec->n_t ? spec->n_t : 1) * sizeof(int));
     double *colsum = gf_calloc((size_t)f.n, sizeof(double), "column sums (n)");
     f.M = gf_calloc((size_t)(f.nl * f.K1), sizeof(double), "flow block (n_local x K)");

@@ -679,9 +679,11 @@ int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, int64_t cv, int64_t cl,
     if (!rc && spec->tensor) {
         /* a chunk is cl lags x the V rows of (about) one rank x all K: about 1 MiB,
          * written whole by one rank when the V rows split evenly */
-        const hsize_t kc = (hsize_t)spec->n_k < ((hsize_t)1 << 27) / (hsize_t)cv
-                               ? (hsize_t)spec->n_k : ((hsize_t)1 << 27) / (hsize_t)cv;
-        const hsize_t chunk[4] = {1, (hsize_t)cl, (hsize_t)cv, kc ? kc : 1};
+        /* at most 2^27 entries (1 GiB) a chunk, and a divisor of N_k so chunks tile */
+        hsize_t kc = (hsize_t)spec->n_k;
+        while (kc > 1 && (kc * (hsize_t)cv > ((hsize_t)1 << 27) || (hsize_t)spec->n_k % kc))
+            --kc;
+        const hsize_t chunk[4] = {1, (hsize_t)cl, (hsize_t)cv, kc};
         h->G = create_chunked(h, g, "G", H5T_IEEE_F64LE, 4, ax,
                               "G[i][L][a][b] = d delta_{v_a}(t_i - L) / d delta_{k_b}(t_i); NaN where "
                               "t_i - L < 1; entries may under/overflow (see log10_norm_*)", chunk);

@@ -197,7 +197,7 @@ static void print_bytes(FILE *out, const char *label, double bytes)
 }
 
 /* Collective: loads or generates every model array; checks loaded values. */
-static int load_model(const GfPar *par, GfConfig *cfg, GfModel *mo)
+static int load_model(const GfPar *par, const GfConfig *cfg, GfModel *mo)
 {
     int rc = GF_OK;
     if (cfg->weights[0])
@@ -223,7 +223,7 @@ static int load_model(const GfPar *par, GfConfig *cfg, GfModel *mo)
         }
         if (!rc && targets == 0)
             rc = gf_error(GF_EDATA, "--targets-file: every row is NaN, so there is no target time");
-        if (!rc && gf_config_given(cfg, "target-times")) {
+        if (!rc && strcmp(cfg->target_times, "file") != 0) { /* a list given beside the file */
             unsigned char *given = gf_calloc((size_t)mo->T, 1, "target mask");
             rc = given ? gf_timeset_parse(cfg->target_times, mo->T, "--target-times", given) : GF_ENOMEM;
             if (!rc && memcmp(given, mo->mask, (size_t)mo->T) != 0)
@@ -232,8 +232,6 @@ static int load_model(const GfPar *par, GfConfig *cfg, GfModel *mo)
                               cfg->target_times);
             free(given);
         }
-        /* the resolved configuration records the file's times, so it replays */
-        rc = rc ? rc : gf_config_set_times(cfg, mo->mask, mo->T);
         rc = gf_par_agree(par, rc);
     }
     if (!rc)
@@ -376,7 +374,7 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         gf_par_destroy(par);
         return rc;
     }
-    static char ini[GF_TIMES_MAX + 32768]; /* rank-local; gf_main is not reentrant */
+    char ini[16384];
     gf_config_to_ini(&cfg, ini, sizeof ini);
     if (root && !cfg.quiet)
         printf("# gradflow %s (git %s), %d ranks, grid %dx%d\n# resolved configuration:\n%s",
@@ -468,7 +466,6 @@ int gf_main(MPI_Comm world, int argc, char **argv)
 
         /* ---- epilog: the file ---- */
         t0 = gf_time_now();
-        gf_config_to_ini(&cfg, ini, sizeof ini); /* load_model may have resolved more */
         char *cmdline = join_args(argc, argv);
         GfH5Out *h = NULL;
         rc = gf_par_agree(par, cmdline ? GF_OK : gf_error(GF_ENOMEM, "out of memory"));

@@ -42,6 +42,8 @@ def child_env(extra=None):
     # gradflow checks SLURM_NTASKS against the rank count; a test run inside a
     # Slurm allocation must not trip over it.
     env.pop("SLURM_NTASKS", None)
+    # pins /created_utc when set; tests that want it pass it explicitly
+    env.pop("SOURCE_DATE_EPOCH", None)
     env.update(MPI_ENV)
     if extra:
         env.update(extra)

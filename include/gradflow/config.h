@@ -18,7 +18,6 @@
 
 #define GF_PATH_MAX 4096
 #define GF_SPEC_MAX 1024
-#define GF_TIMES_MAX 65536
 
 typedef enum { GF_INIT_UNIFORM = 0, GF_INIT_GAUSSIAN = 1 } GfInit;
 
@@ -32,7 +31,7 @@ typedef struct {
     char weights[GF_PATH_MAX];      /* FILE.h5:/dataset or "" */
     char inputs_file[GF_PATH_MAX];  /* FILE.h5:/dataset or "" */
     char targets_file[GF_PATH_MAX]; /* FILE.h5:/dataset or "" */
-    char target_times[GF_TIMES_MAX]; /* with --targets-file: the file's times, once read */
+    char target_times[GF_SPEC_MAX]; /* a time list, or "file" (the targets file's rows) */
     char flow_targets[GF_SPEC_MAX]; /* "targets", "none" or a time list */
     int64_t max_lag;                /* -1: all lags (max t_i - 1) */
     char flow_units_k[GF_SPEC_MAX]; /* "outputs", "all" or a unit list */
@@ -84,11 +83,7 @@ int gf_config_apply_ini(GfConfig *cfg, const char *text, const char *path);
 int gf_config_validate(GfConfig *cfg, int nranks);
 
 /* Checks n, m, n_out, T and the target times once files have fixed them. */
-int gf_config_check_sizes(const GfConfig *cfg);
-
-/* Writes the set of times in mask (T entries) as a time list for
- * --target-times ("a:b:step" runs, commas); GF_EUSAGE if it does not fit. */
-int gf_config_set_times(GfConfig *cfg, const unsigned char *mask, int64_t T);
+int gf_config_check_sizes(GfConfig *cfg);
 
 /* Is option `name` set by the user (command line or INI)? */
 int gf_config_given(const GfConfig *cfg, const char *name);
