@@ -132,21 +132,40 @@ int64_t gf_flow_batch_lags(const GfFlowSpec *spec, int64_t cv)
     return cl;
 }
 
-/* Column panel width of the products: one panel when the (n, K1) scratch is
- * small, else Pu panels, so the scratch stays O(n K1 / Pu). */
-static int64_t panel_width(int64_t n, int64_t K1, int Pu)
+/* Column panel width of the products: all columns at once while the (n,
+ * cols) scratch of partial products stays within 64 MiB, else panels of that
+ * size (each panel streams W once more). */
+static int64_t panel_width(int64_t n, int64_t cols)
 {
-    return (double)n * (double)K1 * 8.0 <= 64.0 * (1 << 20) ? K1 : (K1 + Pu - 1) / Pu;
+    const int64_t fit = (int64_t)(64.0 * (1 << 20) / (8.0 * (double)n));
+    return cols <= fit ? cols : (fit > 0 ? fit : 1);
+}
+
+/* How many targets advance together: as many as keep the block within 256
+ * MiB and the write buffers within 128 MiB per rank, at least one. */
+static int64_t active_cap(const GfFlowSpec *spec, int64_t n, int64_t cv, int64_t cl)
+{
+    const int64_t K1 = spec->n_k * (spec->jacobian ? 2 : 1) + 1;
+    const double block = 8.0 * (double)n * (double)K1; /* worst case: n_local = n */
+    const double bufs = spec->tensor ? 16.0 * (double)cl * (double)cv * (double)spec->n_k : 0.0;
+    double cap = 256.0 * (1 << 20) / block;
+    if (bufs > 0 && 128.0 * (1 << 20) / bufs < cap)
+        cap = 128.0 * (1 << 20) / bufs;
+    int64_t c = cap < 1.0 ? 1 : (int64_t)cap;
+    return c < spec->n_t ? c : (spec->n_t > 0 ? spec->n_t : 1);
 }
 
 int64_t gf_flow_estimate_rank_bytes(const GfFlowSpec *spec, int64_t n, int64_t n_local, int Pu, int64_t cv)
 {
-    const int64_t K1 = spec->n_k * (spec->jacobian ? 2 : 1) + 1, kb = panel_width(n, K1, Pu);
-    const int64_t cl = gf_flow_batch_lags(spec, cv);
-    const int64_t doubles = n_local * K1 + n * kb + n_local * kb + 3 * K1 + n
-                            + (spec->tensor ? (spec->jacobian ? 2 : 1) * cl * cv * spec->n_k : 0)
+    (void)Pu;
+    const int64_t K1 = spec->n_k * (spec->jacobian ? 2 : 1) + 1;
+    const int64_t cl = gf_flow_batch_lags(spec, cv), cap = active_cap(spec, n, cv, cl);
+    const int64_t ld = cap * K1, kb = panel_width(n, ld);
+    const int64_t doubles = n_local * ld + n * kb + n_local * kb + 4 * ld + n
+                            + (spec->tensor ? cap * 2 * cl * cv * spec->n_k : 0)
                             + (spec->jacobian ? 8 : 6) * spec->n_t * (spec->max_lag + 1);
-    return 8 * doubles + (int64_t)sizeof(int) * spec->n_t;
+    return 8 * doubles + (int64_t)(sizeof(int) + sizeof(int64_t)) * spec->n_t +
+           (int64_t)(7 * sizeof(int64_t)) * cap; /* targets and free slots */
 }
 
 /* Valid lags of target t: 0 .. min(L, t-1). */
@@ -215,106 +234,188 @@ double gf_flow_fit_slope(const double *y, int64_t count)
     return n >= 2 && den > 0 ? (n * sxy - sx * sy) / den : NAN;
 }
 
-/* ---- the recurrence for one target ---- */
+/* ---- the recurrence, batched by source time ---- */
+
+/* A target being worked on.  All active targets advance together: the step
+ * from source time s+1 to s multiplies one W^T against the columns of every
+ * active target, so W is streamed once per step for all of them. */
+typedef struct {
+    int64_t i, t;        /* target index and time */
+    int64_t last;        /* last valid lag, min(L, t-1) */
+    int64_t lag;         /* lag recorded at the current step */
+    int64_t col;         /* first of its K1 columns in the block */
+    int64_t fill;        /* lags in its write buffer */
+    int64_t slot;        /* its write buffer in the pool */
+} Target;
 
 typedef struct {
     const GfModel *mo;
     const GfForward *fw;
     const GfFlowSpec *spec;
     const GfPar *par;
-    int64_t n, nl, lo, nk, K1;  /* K1 = columns of M: G (nk), J (nk if jacobian), u (1) */
-    int64_t cj, cu;             /* first J column, the u column */
-    int64_t va0, nva;           /* this rank's V rows: units_v[va0 .. va0+nva) */
-    int64_t kb;                 /* column panel width of the products */
-    double *M;                  /* (n_local, K1) mantissas, row-major */
-    int64_t *e;                 /* (K1) binary exponents: column b is M[:,b] * 2^e[b] */
-    double *P;                  /* (n, kb) partial products W_local^T M[:, panel] */
-    double *R;                  /* (n_local, kb) this rank's rows of the summed panel */
-    double *stat;               /* (2 K1) sums of squares, then max abs, per column */
+    GfFlowSink *sink;
+    GfFlowResult *res;
+    int64_t n, nl, lo, nk, K1; /* K1 columns a target: G (nk), J (nk if jacobian), u (1) */
+    int64_t cj, cu;            /* offsets of a target's J columns and u column */
+    int64_t va0, nva;          /* this rank's V rows: units_v[va0 .. va0+nva) */
+    int64_t cl;                /* lags a write batch (divides L+1) */
+    int64_t cap, ld;           /* targets active at once, row stride of M (cap * K1) */
+    int64_t kb;                /* column panel width of the products */
+    double *M;                 /* (n_local, ld): mantissas; column c is M[:,c] * 2^e[c] */
+    int64_t *e;                /* (ld) binary exponents */
+    double *M2;                /* (n_local, ld) the next step's block when Pu = 1 */
+    double *P, *R;             /* (n, kb) partial products, (n_local, kb) summed rows */
+    double *pend;              /* (ld) renormalisation factor 2^-k owed to each column: applied
+                                * after the next product (linear), saving a pass over M */
+    int64_t nstat;             /* columns whose statistics this step already holds */
+    unsigned char *in_v;       /* (n_local) 1 where the local row is a V unit */
+    double *stat;              /* (3 ld): max over all rows, max over V rows, sums of squares */
+    Target *act;               /* (cap) active targets in column order */
+    int64_t nact;
+    int64_t *free_slots, nfree;
+    double *pool;              /* (cap, 2, cl, nva, nk) write buffers, G then J */
+    int64_t puts;              /* collective write rounds made */
+    int dry;                   /* count the rounds only */
+    int rc;
 } Flow;
 
 static const double *fprime_at(const Flow *f, int64_t tau) { return f->fw->fprime + (tau - 1) * f->nl; }
 
-/* Rescales every column by the exact power of two of its largest entry
- * (over the group), so entries stay near 1 and only e[] grows. */
-static void renormalise(Flow *f)
+static double *gbuf_of(const Flow *f, const Target *a)
 {
-    double *mx = f->stat;
-    for (int64_t b = 0; b < f->K1; ++b)
-        mx[b] = 0.0;
-    for (int64_t r = 0; r < f->nl; ++r)
-        for (int64_t b = 0; b < f->K1; ++b)
-            mx[b] = fmax(mx[b], fabs(f->M[r * f->K1 + b]));
-    gf_par_unit_max_vec(f->par, mx, (int)f->K1);
-    for (int64_t b = 0; b < f->K1; ++b) {
-        if (!(mx[b] > 0.0) || !isfinite(mx[b]))
-            continue;
-        const int k = ilogb(mx[b]);
-        if (k == 0)
-            continue;
-        for (int64_t r = 0; r < f->nl; ++r)
-            f->M[r * f->K1 + b] = ldexp(f->M[r * f->K1 + b], -k);
-        f->e[b] += k;
+    return f->pool + a->slot * 2 * f->cl * f->nva * f->nk;
+}
+
+/* x * 2^k exactly: a multiplication when 2^k is a normal double, else ldexp. */
+static inline double scale2(double x, int64_t k)
+{
+    return (k > -1000 && k < 1000) ? x * ldexp(1.0, (int)k)
+                                   : ldexp(x, (int)(k < -100000 ? -100000 : k > 100000 ? 100000 : k));
+}
+
+/* Columns [c0, c1) of one row: x *= g * pend[c]; the largest |x| into mx,
+ * and for a V row also x^2 into ss and the largest |x| into mv. */
+static inline void scale_measure(double *restrict row, int64_t c0, int64_t c1, double g,
+                                 const double *restrict pend, double *restrict mx,
+                                 double *restrict ss, double *restrict mv, int v)
+{
+    if (v) {
+        for (int64_t c = c0; c < c1; ++c) {
+            const double x = row[c] * (g * pend[c]), ax = fabs(x);
+            row[c] = x;
+            mx[c] = ax > mx[c] ? ax : mx[c];
+            mv[c] = ax > mv[c] ? ax : mv[c];
+            ss[c] += x * x;
+        }
+    } else {
+        for (int64_t c = c0; c < c1; ++c) {
+            const double x = row[c] * (g * pend[c]), ax = fabs(x);
+            row[c] = x;
+            mx[c] = ax > mx[c] ? ax : mx[c];
+        }
     }
 }
 
-/* Lag 0 for target time t. */
-static void start(Flow *f, int64_t t)
+/* From source time s+1 to s for every active target. */
+static void advance_all(Flow *f, int64_t s)
+{
+    const int64_t n = f->n, nl = f->nl, ld = f->ld, cols = f->nact * f->K1;
+    if (f->spec->jacobian) { /* H_{L+1} = W^T (F'(t-L) H_L), t-L = s+1: scale before */
+        const double *fp = fprime_at(f, s + 1);
+        for (int64_t r = 0; r < nl; ++r)
+            for (int64_t a = 0; a < f->nact; ++a) {
+                double *x = f->M + r * ld + f->act[a].col + f->cj;
+                for (int64_t b = 0; b < f->nk; ++b)
+                    x[b] *= fp[r];
+            }
+    }
+    if (gf_par_unit_size(f->par) == 1 && f->kb >= cols) {
+        /* one rank holds every row: no reduction, the product lands in M2 */
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)cols, (int)nl, 1.0,
+                    f->mo->W, (int)n, f->M, (int)ld, 0.0, f->M2, (int)ld);
+        double *tmp = f->M;
+        f->M = f->M2;
+        f->M2 = tmp;
+    } else {
+        for (int64_t c0 = 0; c0 < cols; c0 += f->kb) {
+            const int64_t w = cols - c0 < f->kb ? cols - c0 : f->kb;
+            /* (n, w) = W_local^T (n x n_local) * M[:, c0:c0+w] (n_local x w) */
+            if (nl > 0)
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)w, (int)nl, 1.0,
+                            f->mo->W, (int)n, f->M + c0, (int)ld, 0.0, f->P, (int)w);
+            else
+                memset(f->P, 0, (size_t)(n * w) * sizeof(double));
+            gf_par_reduce_scatter_rows(f->par, f->P, f->R, (int)w);
+            for (int64_t r = 0; r < nl; ++r)
+                memcpy(f->M + r * ld + c0, f->R + r * w, (size_t)w * sizeof(double));
+        }
+    }
+    /* one pass: G and u columns by F'(s), every column by its owed factor, and
+     * the statistics measure() needs (max over all rows; max and sum of
+     * squares over V rows; sum of squares of u over all rows) */
+    const double *fp = fprime_at(f, s);
+    double *mx = f->stat, *mv = f->stat + cols, *ss = f->stat + 2 * cols;
+    memset(f->stat, 0, (size_t)(3 * cols) * sizeof(double));
+    for (int64_t r = 0; r < nl; ++r) {
+        double *row = f->M + r * ld;
+        const int v = f->in_v[r];
+        if (!f->spec->jacobian) { /* every column is G or u: all scale by F'(s) */
+            scale_measure(row, 0, cols, fp[r], f->pend, mx, ss, mv, v);
+        } else {
+            for (int64_t a = 0; a < f->nact; ++a) {
+                const int64_t c0 = f->act[a].col;
+                scale_measure(row, c0, c0 + f->nk, fp[r], f->pend, mx, ss, mv, v);
+                scale_measure(row, c0 + f->cj, c0 + f->cj + f->nk, 1.0, f->pend, mx, ss, mv, v);
+                scale_measure(row, c0 + f->cu, c0 + f->cu + 1, fp[r], f->pend, mx, ss, mv, v);
+            }
+        }
+        if (!v) /* u's norm runs over all units, not only V */
+            for (int64_t a = 0; a < f->nact; ++a) {
+                const double x = row[f->act[a].col + f->cu];
+                ss[f->act[a].col + f->cu] += x * x;
+            }
+    }
+    for (int64_t c = 0; c < cols; ++c)
+        f->pend[c] = 1.0;
+    f->nstat = cols;
+}
+
+/* Adds target index i at its lag 0: G_0 = H_0 = I[:,K], u_0 = F'(t) e(t). */
+static void join(Flow *f, int64_t i)
 {
     const GfModel *mo = f->mo;
-    const int64_t first_out = mo->n - mo->n_out;
-    const double *fp = fprime_at(f, t), *a = f->fw->a + t * mo->n;
-    memset(f->M, 0, (size_t)(f->nl * f->K1) * sizeof(double));
+    Target *a = &f->act[f->nact++];
+    a->i = i;
+    a->t = f->spec->targets[i];
+    a->last = (a->t - 1 < f->spec->max_lag ? a->t - 1 : f->spec->max_lag);
+    a->lag = 0;
+    a->col = (f->nact - 1) * f->K1;
+    a->fill = 0;
+    a->slot = f->free_slots[--f->nfree];
+    if (f->dry)
+        return;
+    const int64_t first_out = mo->n - mo->n_out, t = a->t;
+    const double *fp = fprime_at(f, t), *at = f->fw->a + t * mo->n;
+    for (int64_t r = 0; r < f->nl; ++r) {
+        double *x = f->M + r * f->ld + a->col;
+        memset(x, 0, (size_t)f->K1 * sizeof(double));
+        const int64_t u = f->lo + r;
+        const double e = mo->mask[t - 1] && u >= first_out
+                             ? at[u] - mo->d[(t - 1) * mo->n_out + (u - first_out)] : 0.0;
+        x[f->cu] = fp[r] * e;
+    }
     for (int64_t b = 0; b < f->nk; ++b) {
         const int64_t k = f->spec->units_k[b];
         if (k >= f->lo && k < f->lo + f->nl) {
-            f->M[(k - f->lo) * f->K1 + b] = 1.0;
+            f->M[(k - f->lo) * f->ld + a->col + b] = 1.0;
             if (f->spec->jacobian)
-                f->M[(k - f->lo) * f->K1 + f->cj + b] = 1.0;
+                f->M[(k - f->lo) * f->ld + a->col + f->cj + b] = 1.0;
         }
     }
-    for (int64_t r = 0; r < f->nl; ++r) {
-        const int64_t i = f->lo + r;
-        const double e = mo->mask[t - 1] && i >= first_out
-                             ? a[i] - mo->d[(t - 1) * mo->n_out + (i - first_out)] : 0.0;
-        f->M[r * f->K1 + f->cu] = fp[r] * e;
+    for (int64_t b = 0; b < f->K1; ++b) {
+        f->e[a->col + b] = 0;
+        f->pend[a->col + b] = 1.0;
     }
-    for (int64_t b = 0; b < f->K1; ++b)
-        f->e[b] = 0;
-    renormalise(f);
-}
-
-/* From lag L to L+1 of target t (requires t - L - 1 >= 1). */
-static void advance(Flow *f, int64_t t, int64_t L)
-{
-    const int64_t n = f->n, nl = f->nl, K1 = f->K1;
-    if (f->spec->jacobian) { /* H_{L+1} = W^T (F'(t-L) H_L): scale before the product */
-        const double *fp = fprime_at(f, t - L);
-        for (int64_t r = 0; r < nl; ++r)
-            for (int64_t b = 0; b < f->nk; ++b)
-                f->M[r * K1 + f->cj + b] *= fp[r];
-    }
-    for (int64_t c0 = 0; c0 < K1; c0 += f->kb) {
-        const int64_t w = K1 - c0 < f->kb ? K1 - c0 : f->kb;
-        /* (n, w) = W_local^T (n x n_local) * M[:, c0:c0+w] (n_local x w) */
-        if (nl > 0)
-            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)w, (int)nl, 1.0,
-                        f->mo->W, (int)n, f->M + c0, (int)K1, 0.0, f->P, (int)w);
-        else
-            memset(f->P, 0, (size_t)(n * w) * sizeof(double));
-        gf_par_reduce_scatter_rows(f->par, f->P, f->R, (int)w);
-        for (int64_t r = 0; r < nl; ++r)
-            memcpy(f->M + r * K1 + c0, f->R + r * w, (size_t)w * sizeof(double));
-    }
-    /* G and u: F'(t-L-1) after the product */
-    const double *fp = fprime_at(f, t - L - 1);
-    for (int64_t r = 0; r < nl; ++r) {
-        double *row = f->M + r * K1;
-        for (int64_t b = 0; b < f->nk; ++b)
-            row[b] *= fp[r];
-        row[f->cu] *= fp[r];
-    }
-    renormalise(f);
 }
 
 /* log10 sqrt(sum_b S_b 4^e_b) over columns [c0, c0+cnt), exactly in log space. */
@@ -342,63 +443,192 @@ static double log10_max(const double *X, const int64_t *e, int64_t c0, int64_t c
     return best;
 }
 
-/* Norms of lag L of target index i (time t) into res (unit rank 0 records),
- * and this rank's V rows of G (and J) into gbuf/jbuf (nva, nk). */
-static void record(Flow *f, int64_t i, int64_t t, int64_t L, GfFlowResult *res, double *gbuf,
-                   double *jbuf)
+
+/* The norms of every active target at the current step (unit rank 0 keeps
+ * them), its V rows into its write buffer, then the exact power-of-two
+ * renormalisation: one MAX and one SUM allreduce for all targets. */
+static void measure(Flow *f)
 {
-    const int64_t K1 = f->K1, nk = f->nk;
-    double *S = f->stat, *X = f->stat + K1;
-    for (int64_t b = 0; b < 2 * K1; ++b)
-        f->stat[b] = 0.0;
-    for (int64_t a = 0; a < f->nva; ++a) {
-        const double *row = f->M + (f->spec->units_v[f->va0 + a] - f->lo) * K1;
-        for (int64_t b = 0; b < f->cu; ++b) {
-            S[b] += row[b] * row[b];
-            X[b] = fmax(X[b], fabs(row[b]));
+    const int64_t cols = f->nact * f->K1, ld = f->ld, nk = f->nk;
+    double *mx = f->stat, *mv = f->stat + cols, *ss = f->stat + 2 * cols;
+    /* advance_all() measured the columns it produced; targets that joined
+     * since are measured here.  The three arrays are packed for `cols`. */
+    if (f->nstat != cols) {
+        const int64_t old = f->nstat; /* its arrays were packed for `old` columns */
+        memmove(ss, f->stat + 2 * old, (size_t)old * sizeof(double));
+        memmove(mv, f->stat + old, (size_t)old * sizeof(double));
+        memset(mx + old, 0, (size_t)(cols - old) * sizeof(double));
+        memset(mv + old, 0, (size_t)(cols - old) * sizeof(double));
+        memset(ss + old, 0, (size_t)(cols - old) * sizeof(double));
+        for (int64_t r = 0; r < f->nl; ++r) {
+            const double *x = f->M + r * ld;
+            for (int64_t c = old; c < cols; ++c) {
+                const int64_t b = (c % f->K1);
+                const double ax = fabs(x[c]);
+                mx[c] = ax > mx[c] ? ax : mx[c];
+                if (b == f->cu) {
+                    ss[c] += x[c] * x[c];
+                } else if (f->in_v[r]) {
+                    ss[c] += x[c] * x[c];
+                    mv[c] = ax > mv[c] ? ax : mv[c];
+                }
+            }
         }
-        for (int64_t b = 0; gbuf && b < nk; ++b)
-            gbuf[a * nk + b] = ldexp(row[b], (int)f->e[b]);
-        for (int64_t b = 0; jbuf && b < nk; ++b)
-            jbuf[a * nk + b] = ldexp(row[f->cj + b], (int)f->e[f->cj + b]);
+        f->nstat = cols;
     }
-    for (int64_t r = 0; r < f->nl; ++r) /* delta^(t) over all units, not only V */
-        S[f->cu] += f->M[r * K1 + f->cu] * f->M[r * K1 + f->cu];
-    gf_par_unit_sum_vec(f->par, S, (int)K1);
-    gf_par_unit_max_vec(f->par, X, (int)K1);
-    if (gf_par_unit_rank(f->par) != 0)
-        return;
-    const int64_t at = i * (f->spec->max_lag + 1) + L;
-    res->log10_fro[at] = log10_fro(S, f->e, 0, nk);
-    res->log10_max[at] = log10_max(X, f->e, 0, nk);
-    if (f->spec->jacobian) {
-        res->J_log10_fro[at] = log10_fro(S, f->e, f->cj, nk);
-        res->J_log10_max[at] = log10_max(X, f->e, f->cj, nk);
+    gf_par_unit_max_vec(f->par, mx, (int)(2 * cols));
+    gf_par_unit_sum_vec(f->par, ss, (int)cols);
+
+    const int keep = gf_par_unit_rank(f->par) == 0;
+    for (int64_t q = 0; q < f->nact; ++q) {
+        const Target *a = &f->act[q];
+        const int64_t c = a->col, at = a->i * (f->spec->max_lag + 1) + a->lag;
+        if (keep) {
+            GfFlowResult *res = f->res;
+            res->log10_fro[at] = log10_fro(ss, f->e, c, nk);
+            res->log10_max[at] = log10_max(mv, f->e, c, nk);
+            if (f->spec->jacobian) {
+                res->J_log10_fro[at] = log10_fro(ss, f->e, c + f->cj, nk);
+                res->J_log10_max[at] = log10_max(mv, f->e, c + f->cj, nk);
+            }
+            const double *prev = f->fw->a + (a->t - a->lag - 1) * f->n; /* a(t-L-1) */
+            double aa = 0;
+            for (int64_t j = 0; j < f->n; ++j)
+                aa += prev[j] * prev[j];
+            const double lc = ss[c + f->cu] > 0 && aa > 0
+                                  ? 0.5 * log10(ss[c + f->cu]) + (double)f->e[c + f->cu] * LOG10_2 +
+                                        0.5 * log10(aa)
+                                  : -INFINITY;
+            res->log10_contribution[at] = lc;
+            res->contribution[at] = pow(10.0, lc);
+        }
+        if (f->spec->tensor) {
+            double *gb = gbuf_of(f, a) + a->fill * f->nva * nk;
+            double *jb = gb + f->cl * f->nva * nk;
+            for (int64_t v = 0; v < f->nva; ++v) {
+                const double *x = f->M + (f->spec->units_v[f->va0 + v] - f->lo) * ld + c;
+                for (int64_t b = 0; b < nk; ++b)
+                    gb[v * nk + b] = scale2(x[b], f->e[c + b]);
+                for (int64_t b = 0; f->spec->jacobian && b < nk; ++b)
+                    jb[v * nk + b] = scale2(x[f->cj + b], f->e[c + f->cj + b]);
+            }
+        }
     }
-    const double *a = f->fw->a + (t - L - 1) * f->n; /* a(t-L-1), replicated */
-    double aa = 0;
-    for (int64_t j = 0; j < f->n; ++j)
-        aa += a[j] * a[j];
-    const double lc = S[f->cu] > 0 && aa > 0
-                          ? 0.5 * log10(S[f->cu]) + (double)f->e[f->cu] * LOG10_2 + 0.5 * log10(aa)
-                          : -INFINITY;
-    res->log10_contribution[at] = lc;
-    res->contribution[at] = pow(10.0, lc);
+    /* renormalise: column c owes 2^-k, k the exponent of its largest entry,
+     * paid after the next product; multiplying by a power of two is exact.
+     * Only a factor outside the normal range (possible at lag 0) is paid now. */
+    for (int64_t c = 0; c < cols; ++c) {
+        if (!(mx[c] > 0.0) || !isfinite(mx[c]))
+            continue;
+        const int k = ilogb(mx[c]);
+        if (k == 0)
+            continue;
+        f->e[c] += k;
+        if (k > -1000 && k < 1000) {
+            f->pend[c] = ldexp(1.0, -k);
+        } else {
+            for (int64_t r = 0; r < f->nl; ++r)
+                f->M[r * ld + c] = ldexp(f->M[r * ld + c], -k);
+        }
+    }
 }
 
-static void mark_invalid(const Flow *f, int64_t i, int64_t L, GfFlowResult *res, double *gbuf, double *jbuf)
+/* One collective write round: lags [lag0, lag0+nlags) of target a, or nothing. */
+static void emit(Flow *f, const Target *a, int64_t lag0, int64_t nlags)
 {
-    for (int64_t k = 0; gbuf && k < f->nva * f->nk; ++k)
-        gbuf[k] = NAN;
-    for (int64_t k = 0; jbuf && k < f->nva * f->nk; ++k)
-        jbuf[k] = NAN;
-    if (gf_par_unit_rank(f->par) != 0)
+    ++f->puts;
+    if (f->dry || !f->spec->tensor || !f->sink || f->rc)
         return;
-    const int64_t at = i * (f->spec->max_lag + 1) + L;
-    res->log10_fro[at] = res->log10_max[at] = NAN;
-    res->contribution[at] = res->log10_contribution[at] = NAN;
-    if (f->spec->jacobian)
-        res->J_log10_fro[at] = res->J_log10_max[at] = NAN;
+    const double *gb = a ? gbuf_of(f, a) : NULL;
+    f->rc = f->sink->put(f->sink->ctx, a ? a->i : -1, lag0, nlags, f->va0, f->nva, gb,
+                         a && f->spec->jacobian ? gb + f->cl * f->nva * f->nk : NULL);
+}
+
+/* After a target's lag was recorded: write a full batch; at its last valid
+ * lag also the NaN lags beyond (t - L < 1), then free its columns. */
+static void settle(Flow *f, int64_t q)
+{
+    Target *a = &f->act[q];
+    const int64_t slab = f->nva * f->nk, L = f->spec->max_lag;
+    ++a->fill;
+    if (a->lag < a->last) {
+        if (a->fill == f->cl) {
+            emit(f, a, a->lag + 1 - f->cl, f->cl);
+            a->fill = 0;
+        }
+        return;
+    }
+    if (!f->dry && gf_par_unit_rank(f->par) == 0)
+        for (int64_t lag = a->last + 1; lag <= L; ++lag) {
+            const int64_t at = a->i * (L + 1) + lag;
+            f->res->log10_fro[at] = f->res->log10_max[at] = NAN;
+            f->res->contribution[at] = f->res->log10_contribution[at] = NAN;
+            if (f->spec->jacobian)
+                f->res->J_log10_fro[at] = f->res->J_log10_max[at] = NAN;
+        }
+    int64_t lag0 = a->lag + 1 - a->fill;
+    while (lag0 <= L) { /* batches of cl lags, NaN past the last valid one */
+        if (!f->dry && f->spec->tensor) {
+            double *gb = gbuf_of(f, a);
+            for (int64_t k = a->fill * slab; k < f->cl * slab; ++k)
+                gb[k] = NAN;
+            for (int64_t k = f->cl * slab + a->fill * slab; f->spec->jacobian && k < 2 * f->cl * slab; ++k)
+                gb[k] = NAN;
+        }
+        emit(f, a, lag0, f->cl);
+        lag0 += f->cl;
+        a->fill = 0;
+    }
+    /* free its columns: shift the later targets left */
+    f->free_slots[f->nfree++] = a->slot;
+    const int64_t c = a->col, tail = f->nact * f->K1 - c - f->K1;
+    if (!f->dry && tail > 0) {
+        for (int64_t r = 0; r < f->nl; ++r)
+            memmove(f->M + r * f->ld + c, f->M + r * f->ld + c + f->K1, (size_t)tail * sizeof(double));
+        memmove(f->e + c, f->e + c + f->K1, (size_t)tail * sizeof(int64_t));
+        memmove(f->pend + c, f->pend + c + f->K1, (size_t)tail * sizeof(double));
+    }
+    for (int64_t p = q + 1; p < f->nact; ++p) {
+        f->act[p - 1] = f->act[p];
+        f->act[p - 1].col -= f->K1;
+    }
+    --f->nact;
+}
+
+/* Runs (or, dry, counts the write rounds of) the targets idx[0..count), in
+ * ascending time, in waves of at most cap targets from the latest down. */
+static void drive(Flow *f, const int64_t *idx, int64_t count, GfProgress *progress)
+{
+    int64_t done = 0;
+    for (int64_t w1 = count; w1 > 0 && !f->rc; w1 -= f->cap) {
+        const int64_t w0 = w1 > f->cap ? w1 - f->cap : 0;
+        int64_t s_lo = INT64_MAX;
+        for (int64_t q = w0; q < w1; ++q) {
+            const int64_t t = f->spec->targets[idx[q]];
+            const int64_t first = t - (t - 1 < f->spec->max_lag ? t - 1 : f->spec->max_lag);
+            s_lo = first < s_lo ? first : s_lo;
+        }
+        int64_t j = w1 - 1; /* next target to join, descending in time */
+        for (int64_t s = f->spec->targets[idx[w1 - 1]]; s >= s_lo && !f->rc; --s) {
+            if (f->nact > 0 && !f->dry)
+                advance_all(f, s);
+            else
+                f->nstat = 0; /* nothing advanced: measure() measures every column */
+            for (; j >= w0 && f->spec->targets[idx[j]] == s; --j)
+                join(f, idx[j]);
+            if (f->nact == 0)
+                continue;
+            for (int64_t q = 0; q < f->nact; ++q)
+                f->act[q].lag = f->act[q].t - s;
+            if (!f->dry)
+                measure(f);
+            done += f->nact;
+            for (int64_t q = f->nact - 1; q >= 0; --q)
+                settle(f, q);
+            if (progress && !f->dry)
+                gf_progress_step(progress, done);
+        }
+    }
 }
 
 /* max_i sum_j |w_ij|, max_j sum_i |w_ij|, max |w_ij|, measured max f'. */
@@ -449,89 +679,82 @@ static void bounds(const GfModel *mo, const GfFlowSpec *spec, GfFlowResult *res)
 int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, const GfPar *par,
                 GfFlowSink *sink, GfFlowResult *res, GfProgress *progress)
 {
+    const int groups = gf_par_time_size(par), me = gf_par_time_rank(par);
     Flow f;
     memset(&f, 0, sizeof f);
-    f.mo = mo, f.fw = fw, f.spec = spec, f.par = par;
+    f.mo = mo, f.fw = fw, f.spec = spec, f.par = par, f.sink = sink, f.res = res;
     f.n = mo->n, f.nl = mo->n_local, f.lo = mo->lo, f.nk = spec->n_k;
     f.cj = f.nk;
     f.K1 = f.nk * (spec->jacobian ? 2 : 1) + 1;
     f.cu = f.K1 - 1;
     f.va0 = lower_bound(spec->units_v, spec->n_v, f.lo);
     f.nva = lower_bound(spec->units_v, spec->n_v, f.lo + f.nl) - f.va0;
-    f.kb = panel_width(f.n, f.K1, gf_par_unit_size(par));
+    f.cl = gf_flow_batch_lags(spec, gf_flow_max_v_rows(spec, par));
+    f.cap = active_cap(spec, f.n, gf_flow_max_v_rows(spec, par), f.cl);
+    f.ld = f.cap * f.K1;
+    f.kb = panel_width(f.n, f.ld);
 
-    const int groups = gf_par_time_size(par), me = gf_par_time_rank(par);
-    const int64_t cv = gf_flow_max_v_rows(spec, par), cl = gf_flow_batch_lags(spec, cv);
-    const int64_t per_target = (spec->max_lag + 1) / cl; /* batches of cl lags; cl divides L+1 */
-    int *owner = malloc((size_t)(spec->n_t ? spec->n_t : 1) * sizeof(int));
+    int *owner = gf_calloc((size_t)(spec->n_t ? spec->n_t : 1), sizeof(int), "flow schedule");
+    int64_t *idx = gf_calloc((size_t)(spec->n_t ? spec->n_t : 1), sizeof(int64_t), "flow schedule");
     double *colsum = gf_calloc((size_t)f.n, sizeof(double), "column sums (n)");
-    f.M = gf_calloc((size_t)(f.nl * f.K1), sizeof(double), "flow block (n_local x K)");
-    f.e = gf_calloc((size_t)f.K1, sizeof(int64_t), "flow exponents");
+    f.M = gf_calloc((size_t)(f.nl * f.ld), sizeof(double), "flow block (n_local x active K)");
+    f.e = gf_calloc((size_t)f.ld, sizeof(int64_t), "flow exponents");
+    f.M2 = gf_par_unit_size(par) == 1
+               ? gf_calloc((size_t)(f.nl * f.ld), sizeof(double), "flow block (n_local x active K)")
+               : NULL;
+    f.pend = gf_calloc((size_t)f.ld, sizeof(double), "flow factors");
+    f.in_v = gf_calloc((size_t)(f.nl ? f.nl : 1), 1, "flow V rows");
+    for (int64_t v = 0; f.in_v && v < f.nva; ++v)
+        f.in_v[spec->units_v[f.va0 + v] - f.lo] = 1;
     f.P = gf_calloc((size_t)(f.n * f.kb), sizeof(double), "flow partial products (n x panel)");
     f.R = gf_calloc((size_t)(f.nl * f.kb), sizeof(double), "flow panel rows");
-    f.stat = gf_calloc((size_t)(2 * f.K1), sizeof(double), "flow statistics");
-    const size_t slab = (size_t)(cl * f.nva * f.nk);
-    double *gbuf = spec->tensor ? gf_calloc(slab, sizeof(double), "G write buffer") : NULL;
-    double *jbuf = spec->tensor && spec->jacobian ? gf_calloc(slab, sizeof(double), "J write buffer") : NULL;
-    int rc = (!owner || !colsum || !f.M || !f.e || !f.P || !f.R || !f.stat ||
-              (spec->tensor && !gbuf) || (spec->tensor && spec->jacobian && !jbuf))
-                 ? gf_error(GF_ENOMEM, "out of memory for the flow tensor") : GF_OK;
+    f.stat = gf_calloc((size_t)(3 * f.ld), sizeof(double), "flow statistics");
+    f.act = gf_calloc((size_t)f.cap, sizeof(Target), "flow targets");
+    f.free_slots = gf_calloc((size_t)f.cap, sizeof(int64_t), "flow targets");
+    f.pool = spec->tensor ? gf_calloc((size_t)(f.cap * 2 * f.cl * f.nva * f.nk), sizeof(double),
+                                      "flow write buffers") : NULL;
+    int rc = (!owner || !idx || !colsum || !f.M || !f.e || !f.P || !f.R || !f.stat || !f.act ||
+              (gf_par_unit_size(par) == 1 && !f.M2) || !f.pend || !f.in_v ||
+              !f.free_slots || (spec->tensor && !f.pool)) ? GF_ENOMEM : GF_OK;
     if (!(rc = gf_par_agree(par, rc))) {
         weight_norms(mo, fw, par, res, colsum);
         bounds(mo, spec, res);
         assign_groups(spec, groups, owner);
-
-        /* Every rank walks the same number of rounds; a round is one batch of
-         * cl lags of one of its group's targets, or nothing. */
-        int64_t rounds = 0, mine = 0, total_lags = 0;
+        /* Every rank makes as many collective write rounds as the busiest
+         * group: count each group's rounds with a dry run of its schedule. */
+        int64_t rounds = 0, mine = 0, count = 0, total_lags = 0;
         for (int g = 0; g < groups; ++g) {
             int64_t c = 0;
             for (int64_t i = 0; i < spec->n_t; ++i)
-                if (owner[i] == g) {
-                    c += per_target;
-                    if (g == me)
-                        total_lags += valid_lags(spec, spec->targets[i]);
-                }
-            rounds = c > rounds ? c : rounds;
+                if (owner[i] == g)
+                    idx[c++] = i;
+            f.dry = 1;
+            f.puts = f.nact = 0;
+            f.nfree = f.cap;
+            for (int64_t k = 0; k < f.cap; ++k)
+                f.free_slots[k] = k;
+            drive(&f, idx, c, NULL);
+            rounds = f.puts > rounds ? f.puts : rounds;
             if (g == me)
                 mine = c;
         }
+        for (int64_t i = 0; i < spec->n_t; ++i)
+            if (owner[i] == me) {
+                idx[count++] = i;
+                total_lags += valid_lags(spec, spec->targets[i]);
+            }
+        (void)mine;
         if (progress)
             progress->total = total_lags;
-        int64_t i = -1, done = 0, next = 0; /* next: index to look for my next target from */
-        for (int64_t round = 0; round < rounds && !rc; ++round) {
-            int64_t target = -1, lag0 = 0, nlags = 0;
-            if (round < mine) {
-                const int64_t batch = round % per_target;
-                if (batch == 0) {
-                    for (i = next; owner[i] != me; ++i)
-                        ;
-                    next = i + 1;
-                }
-                const int64_t t = spec->targets[i];
-                target = i;
-                lag0 = batch * cl;
-                nlags = spec->max_lag + 1 - lag0 < cl ? spec->max_lag + 1 - lag0 : cl;
-                for (int64_t L = lag0; L < lag0 + nlags; ++L) {
-                    double *gb = gbuf ? gbuf + (L - lag0) * f.nva * f.nk : NULL;
-                    double *jb = jbuf ? jbuf + (L - lag0) * f.nva * f.nk : NULL;
-                    if (t - L < 1) {
-                        mark_invalid(&f, i, L, res, gb, jb);
-                        continue;
-                    }
-                    if (L == 0)
-                        start(&f, t);
-                    else
-                        advance(&f, t, L - 1);
-                    record(&f, i, t, L, res, gb, jb);
-                    ++done;
-                }
-                if (progress)
-                    gf_progress_step(progress, done);
-            }
-            if (spec->tensor && sink)
-                rc = sink->put(sink->ctx, target, lag0, nlags, f.va0, f.nva, gbuf, jbuf);
-        }
+        f.dry = 0;
+        f.puts = f.nact = 0;
+        f.nfree = f.cap;
+        for (int64_t k = 0; k < f.cap; ++k)
+            f.free_slots[k] = k;
+        drive(&f, idx, count, progress);
+        while (!f.rc && f.puts < rounds) /* this group is done: empty rounds */
+            emit(&f, NULL, 0, 0);
+        rc = f.rc;
         /* each (target, lag) entry was recorded by exactly one rank, zeros elsewhere */
         const int64_t len = spec->n_t * (spec->max_lag + 1);
         if (!rc) {
@@ -545,7 +768,7 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
             }
         }
     }
-    free(owner), free(colsum), free(f.M), free(f.e), free(f.P), free(f.R), free(f.stat);
-    free(gbuf), free(jbuf);
+    free(owner), free(idx), free(colsum), free(f.M), free(f.e), free(f.P), free(f.R), free(f.stat);
+    free(f.act), free(f.free_slots), free(f.pool), free(f.M2), free(f.pend), free(f.in_v);
     return rc;
 }
