@@ -56,6 +56,21 @@ static const OptDef gf_opts[] = {
     {"flow-units-v", K_STR, F(flow_units_v), "LIST", "source units V: all | 0-based list", 1},
     {"no-flow-tensor", K_FLAG, F(no_flow_tensor), "", "write the flow's norms, bounds and /lag but not /flow/G", 1},
     {"state-jacobian", K_FLAG, F(state_jacobian), "", "also write the state Jacobian d a(t)/d a(t-L) as /flow/J", 1},
+    {"task", K_STR, F(task), "NAME", "train: latch | two-sequence | parity | adding", 1},
+    {"lag", K_INT, F(lag), "L", "train: steps between the information and the target, >= 1", 1},
+    {"noise", K_REAL, F(noise), "S", "train: standard deviation of the distractor inputs, >= 0", 1},
+    {"method", K_STR, F(method), "NAME", "train: bptt (gradient descent) | guess (random weight guessing)", 1},
+    {"lr", K_REAL, F(lr), "ETA", "train: learning rate eta > 0 (update -eta * batch-mean dE/dw)", 1},
+    {"momentum", K_REAL, F(momentum), "MU", "train: momentum, 0 <= mu < 1", 1},
+    {"batch", K_INT, F(batch), "B", "train: sequences per gradient step", 1},
+    {"epochs", K_INT, F(epochs), "E", "train: run exactly E epochs (0: until solved, at most --max-epochs)", 1},
+    {"max-epochs", K_INT, F(max_epochs), "E", "train: give up after E epochs", 1},
+    {"train-size", K_INT, F(train_size), "N", "train: training sequences (an epoch is one pass)", 1},
+    {"test-size", K_INT, F(test_size), "N", "train: test sequences; solved = every one within the threshold", 1},
+    {"guess-range", K_REAL, F(guess_range), "W", "train: guess weights uniform in [-W, W]", 1},
+    {"max-guesses", K_INT, F(max_guesses), "G", "train: give up after G guesses", 1},
+    {"sweep-lag", K_STR, F(sweep_lag), "LIST", "train: a sweep over lags (a:b:step, commas); '' = the single --lag", 1},
+    {"trials", K_INT, F(trials), "K", "train: trials per lag in a sweep (seeds from --seed and the index)", 1},
     {"grid", K_STR, F(grid), "PtxPu", "process grid: Pt time groups x Pu ranks per group (default 1xP)", 1},
     {"output", K_STR, F(output), "FILE.h5", "output file; written as FILE.h5.partial, renamed when complete", 1},
     {"config", K_STR, F(config), "FILE.ini", "read options from an INI file; the command line wins", 0},
@@ -91,6 +106,20 @@ void gf_config_defaults(GfConfig *cfg)
     cfg->max_lag = -1;
     strcpy(cfg->flow_units_k, "outputs");
     strcpy(cfg->flow_units_v, "all");
+    strcpy(cfg->task, "latch");
+    strcpy(cfg->method, "bptt");
+    cfg->lag = 10;
+    cfg->noise = 0.2;
+    cfg->lr = 0.05;
+    cfg->momentum = 0.9;
+    cfg->batch = 20;
+    cfg->epochs = 0;
+    cfg->max_epochs = 300;
+    cfg->train_size = 100;
+    cfg->test_size = 100;
+    cfg->guess_range = 100.0;
+    cfg->max_guesses = 100000;
+    cfg->trials = 1;
 }
 
 static const OptDef *find_opt(const char *name, size_t len)
@@ -168,7 +197,12 @@ static int set_value(GfConfig *cfg, const OptDef *o, const char *text, const cha
 int gf_config_parse_args(GfConfig *cfg, int argc, char **argv, GfAction *action)
 {
     *action = GF_ACTION_RUN;
-    for (int k = 1; k < argc; ++k) {
+    int k0 = 1;
+    if (argc > 1 && !strcmp(argv[1], "train")) { /* the subcommand */
+        cfg->train = 1;
+        k0 = 2;
+    }
+    for (int k = k0; k < argc; ++k) {
         const char *arg = argv[k];
         if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
             *action = GF_ACTION_HELP;

@@ -20,12 +20,14 @@
  * scale of that name, so netCDF/xarray readers opening one group see every
  * axis that group's datasets use. */
 typedef enum { AX_TIME, AX_UNIT, AX_INPUT, AX_OUTPUT, AX_TARGET, AX_LAG, AX_UNITS_V, AX_UNITS_K,
-               AX_COUNT } Axis;
+               AX_EPOCH, AX_TRAIN_LAG, AX_SWEEP_LAG, AX_TRIAL, AX_COUNT } Axis;
 /* dataset name of each scale (SPEC §6 fixes /flow/targets etc.) and its NAME */
 static const char *const axis_dsets[AX_COUNT] = {"time", "unit", "input", "output",
-                                                 "targets", "lags", "units_v", "units_k"};
+                                                 "targets", "lags", "units_v", "units_k",
+                                                 "epoch", "lag", "lags", "trial"};
 static const char *const axis_names[AX_COUNT] = {"time", "unit", "input", "output",
-                                                 "target", "lag", "unit_v", "unit_k"};
+                                                 "target", "lag", "unit_v", "unit_k",
+                                                 "epoch", "lag", "sweep_lag", "trial"};
 static const char *const axis_desc[AX_COUNT] = {
     "time step tau = 1..T (row tau-1 of time-major datasets)",
     "unit index i = 0..n-1 (0-based)",
@@ -34,7 +36,11 @@ static const char *const axis_desc[AX_COUNT] = {
     "target times t_i of the flow tensor",
     "lags L = 0..max_lag: source time s = t_i - L",
     "source units v (0-based): rows of G, d delta_v(t_i - L)",
-    "target units k (0-based): columns of G, d delta_k(t_i)"};
+    "target units k (0-based): columns of G, d delta_k(t_i)",
+    "training epoch (1-based)",
+    "lag L = 0..T-1 before the target time T",
+    "the task's lag of each sweep point",
+    "trial index; its seed derives from --seed and the index"};
 
 struct GfH5Out {
     const GfPar *par;
@@ -43,6 +49,8 @@ struct GfH5Out {
     int64_t n, m, n_out, T;
     const GfFlowSpec *flow;   /* set by gf_h5_flow_begin: values of the flow axes */
     hid_t G, J;               /* /flow/G and /flow/J while the tensor streams, else -1 */
+    int64_t epochs, n_sweep, trials; /* training axes */
+    const int64_t *sweep_lags;
 };
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -138,7 +146,11 @@ static int64_t axis_len(const GfH5Out *h, Axis ax)
     case AX_TARGET: return h->flow->n_t;
     case AX_LAG: return h->flow->max_lag + 1;
     case AX_UNITS_V: return h->flow->n_v;
-    default: return h->flow->n_k;
+    case AX_UNITS_K: return h->flow->n_k;
+    case AX_EPOCH: return h->epochs;
+    case AX_TRAIN_LAG: return h->T;
+    case AX_SWEEP_LAG: return h->n_sweep;
+    default: return h->trials;
     }
 }
 
@@ -150,7 +162,9 @@ static int64_t axis_value(const GfH5Out *h, Axis ax, int64_t k)
     case AX_TARGET: return h->flow->targets[k];
     case AX_UNITS_V: return h->flow->units_v[k];
     case AX_UNITS_K: return h->flow->units_k[k];
-    default: return k; /* unit, input, lag */
+    case AX_EPOCH: return k + 1;
+    case AX_SWEEP_LAG: return h->sweep_lags[k];
+    default: return k; /* unit, input, lag, trial */
     }
 }
 
@@ -379,27 +393,32 @@ int gf_h5_write_config(GfH5Out *h, const GfConfig *cfg, const char *ini)
     return gf_par_agree(h->par, rc);
 }
 
-int gf_h5_write_model(GfH5Out *h, const GfModel *mo)
+int gf_h5_write_params(GfH5Out *h, const GfModel *mo)
 {
-    const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo, T = mo->T;
-    /* the Pt time groups hold identical copies: group 0 writes them */
+    const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo;
     const int g0 = gf_par_time_rank(h->par) == 0;
-    const int root = gf_par_rank(h->par) == 0;
-    int rc = GF_OK;
     hid_t g = group(h, "model", "parameters: net(t) = W a(t-1) + U x(t) + b, a(t) = f(net(t))");
     if (g < 0)
         return gf_par_agree(h->par, GF_EIO);
-    rc = put_f64(h, g, "W", 2, AX_UNIT, AX_UNIT, "recurrent weights, W[i][j] = w_ij from unit j to unit i",
-                 lo, nl, 0, n, n, mo->W, g0);
+    int rc = put_f64(h, g, "W", 2, AX_UNIT, AX_UNIT, "recurrent weights, W[i][j] = w_ij from unit j to unit i",
+                     lo, nl, 0, n, n, mo->W, g0);
     rc = rc ? rc : put_f64(h, g, "U", 2, AX_UNIT, AX_INPUT, "input weights, U[i][j] from input j to unit i",
                            lo, nl, 0, m, m, mo->U, g0);
     rc = rc ? rc : put_f64(h, g, "b", 1, AX_UNIT, AX_UNIT, "biases b[i]", lo, nl, 0, 1, 1, mo->b, g0);
     rc = rc ? rc : put_f64(h, g, "a0", 1, AX_UNIT, AX_UNIT, "initial state a(0)", lo, nl, 0, 1, 1,
                            mo->a0 + lo, g0);
     H5Gclose(g);
-    if ((rc = gf_par_agree(h->par, rc)))
-        return rc;
+    return gf_par_agree(h->par, rc);
+}
 
+int gf_h5_write_model(GfH5Out *h, const GfModel *mo)
+{
+    const int64_t m = mo->m, T = mo->T;
+    const int root = gf_par_rank(h->par) == 0;
+    int rc = gf_h5_write_params(h, mo);
+    if (rc)
+        return rc;
+    hid_t g;
     g = group(h, "input", "external inputs and targets");
     if (g < 0)
         return gf_par_agree(h->par, GF_EIO);
@@ -753,6 +772,91 @@ int gf_h5_flow_end(GfH5Out *h, const GfFlowSpec *spec, const GfFlowResult *res)
     rc = rc ? rc : put_f64(h, g, "log10_contribution", 2, AX_TARGET, AX_LAG,
                            "exact log10 of contribution, kept in log space", 0, nt, 0, nl, nl,
                            res->log10_contribution, root);
+    H5Gclose(g);
+    return gf_par_agree(h->par, rc);
+}
+
+/* ---- training (/train) ---- */
+
+int gf_h5_write_train(GfH5Out *h, const GfModel *mo, const GfTrainSpec *spec, const GfTrainLog *log)
+{
+    const int root = gf_par_rank(h->par) == 0, g0 = gf_par_time_rank(h->par) == 0;
+    const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo, T = mo->T;
+    h->epochs = log->epochs;
+    hid_t g = group(h, "train", "training on a long-time-lag task: per-epoch curves, the final "
+                                "weights, success (README, section Training)");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    int rc = attr_str(g, "task", gf_task_name(spec->task.kind));
+    rc = rc ? rc : attr_str(g, "method", spec->method == GF_METHOD_GUESS ? "guess" : "bptt");
+    rc = rc ? rc : attr_i64(g, "lag", spec->task.lag);
+    rc = rc ? rc : attr_i64(g, "T", T);
+    rc = rc ? rc : attr_f64(g, "threshold", spec->task.threshold);
+    rc = rc ? rc : attr_i64(g, "success", log->success);
+    rc = rc ? rc : attr_i64(g, "success_at", log->success_at);
+    rc = rc ? rc : attr_i64(g, "epochs", log->epochs);
+    rc = rc ? rc : attr_i64(g, "guesses", log->guesses);
+    rc = rc ? rc : attr_f64(g, "final_test_error", log->final_test_error);
+    if (!rc && log->epochs > 0) {
+        const int64_t E = log->epochs;
+        rc = put_f64(h, g, "loss", 1, AX_EPOCH, AX_EPOCH, "mean E per training sequence over the epoch",
+                     0, E, 0, 1, 1, log->loss, root);
+        rc = rc ? rc : put_f64(h, g, "grad_norm", 1, AX_EPOCH, AX_EPOCH,
+                               "mean over the epoch's batches of ||dE/dW||_F of the batch-mean gradient",
+                               0, E, 0, 1, 1, log->grad_norm, root);
+        rc = rc ? rc : put_f64(h, g, "test_error", 1, AX_EPOCH, AX_EPOCH,
+                               "max |a(T) - d(T)| over the test set after the epoch", 0, E, 0, 1, 1,
+                               log->test_error, root);
+        rc = rc ? rc : put_f64(h, g, "log10_lag_share", 2, AX_EPOCH, AX_TRAIN_LAG,
+                               "log10 of the mean over the epoch's sequences of ||delta(T-L)||_2 "
+                               "||a(T-L-1)||_2, the lag-L share of dE/dW (SPEC §4)",
+                               0, E, 0, T, T, log->lag_share, root);
+        rc = rc ? rc : put_f64(h, g, "log10_flow", 2, AX_EPOCH, AX_TRAIN_LAG,
+                               "exact log10 ||G(T-L, T)[:, out]||_2 from the output unit, on test "
+                               "sequence 0 after the epoch", 0, E, 0, T, T, log->flow, root);
+    }
+    rc = rc ? rc : put_f64(h, g, "W", 2, AX_UNIT, AX_UNIT, "the final recurrent weights", lo, nl, 0, n, n,
+                           mo->W, g0);
+    rc = rc ? rc : put_f64(h, g, "U", 2, AX_UNIT, AX_INPUT, "the final input weights", lo, nl, 0, m, m,
+                           mo->U, g0);
+    rc = rc ? rc : put_f64(h, g, "b", 1, AX_UNIT, AX_UNIT, "the final biases", lo, nl, 0, 1, 1, mo->b, g0);
+    H5Gclose(g);
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_write_sweep(GfH5Out *h, const GfTrainSpec *spec, const int64_t *lags, int64_t n_lags,
+                      int64_t trials, const double *success, const double *at, const double *error)
+{
+    const int root = gf_par_rank(h->par) == 0;
+    h->sweep_lags = lags;
+    h->n_sweep = n_lags;
+    h->trials = trials;
+    hid_t t = group(h, "train", "a sweep of training runs over the task's lag (README, section Training)");
+    int rc0 = t < 0 ? GF_EIO : attr_str(t, "task", gf_task_name(spec->task.kind));
+    rc0 = rc0 ? rc0 : attr_str(t, "method", spec->method == GF_METHOD_GUESS ? "guess" : "bptt");
+    rc0 = rc0 ? rc0 : attr_f64(t, "threshold", spec->task.threshold);
+    if (t >= 0)
+        H5Gclose(t);
+    if ((rc0 = gf_par_agree(h->par, rc0)))
+        return rc0;
+    hid_t g = group(h, "train/sweep", "success against lag: every (lag, trial) is one training run");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    double *rate = calloc((size_t)n_lags, sizeof(double));
+    int rc = rate ? GF_OK : gf_error(GF_ENOMEM, "out of memory");
+    for (int64_t k = 0; rate && k < n_lags * trials; ++k)
+        rate[k / trials] += success[k] / (double)trials;
+    rc = rc ? rc : put_f64(h, g, "success", 2, AX_SWEEP_LAG, AX_TRIAL, "1 where the trial solved the task",
+                           0, n_lags, 0, trials, trials, success, root);
+    rc = rc ? rc : put_f64(h, g, "success_at", 2, AX_SWEEP_LAG, AX_TRIAL,
+                           "the epoch (bptt) or guess (guess) that solved it, -1 if none", 0, n_lags, 0,
+                           trials, trials, at, root);
+    rc = rc ? rc : put_f64(h, g, "final_test_error", 2, AX_SWEEP_LAG, AX_TRIAL,
+                           "max |a(T) - d(T)| over the test set at the end", 0, n_lags, 0, trials,
+                           trials, error, root);
+    rc = rc ? rc : put_f64(h, g, "success_rate", 1, AX_SWEEP_LAG, AX_SWEEP_LAG,
+                           "fraction of trials that solved the task", 0, n_lags, 0, 1, 1, rate, root);
+    free(rate);
     H5Gclose(g);
     return gf_par_agree(h->par, rc);
 }

@@ -8,12 +8,14 @@
 
 struct GfPar {
     MPI_Comm world, unit;      /* unit == MPI_COMM_NULL until the grid is set */
+    MPI_Comm time;             /* the ranks with the same unit index, one per time group */
     int rank, size;
     int unit_rank, unit_size;
     int grid_t, grid_u;
     int64_t n;                 /* units partitioned over the unit communicator */
     int *counts, *displs;      /* (unit_size) block sizes and offsets, for v-collectives */
-    int *row_counts;           /* (unit_size) counts * row_cols, for reduce_scatter_rows */
+    int *row_counts;           /* (unit_size) counts * row_cols, for the *_rows collectives */
+    int *row_displs;           /* (unit_size) displs * row_cols */
     int row_cols;              /* the cols row_counts was made for (0: none yet) */
 };
 
@@ -23,7 +25,7 @@ int gf_par_create(MPI_Comm world, GfPar **out)
     if (!p)
         return gf_error(GF_ENOMEM, "out of memory creating the process grid");
     p->world = world;
-    p->unit = MPI_COMM_NULL;
+    p->unit = p->time = MPI_COMM_NULL;
     MPI_Comm_rank(world, &p->rank);
     MPI_Comm_size(world, &p->size);
     *out = p;
@@ -38,12 +40,14 @@ int gf_par_set_grid(GfPar *par, int grid_t, int grid_u, int64_t n)
     par->grid_u = grid_u;
     par->n = n;
     MPI_Comm_split(par->world, par->rank / grid_u, par->rank % grid_u, &par->unit);
+    MPI_Comm_split(par->world, par->rank % grid_u, par->rank / grid_u, &par->time);
     MPI_Comm_rank(par->unit, &par->unit_rank);
     MPI_Comm_size(par->unit, &par->unit_size);
     par->counts = calloc((size_t)par->unit_size, sizeof(int));
     par->displs = calloc((size_t)par->unit_size, sizeof(int));
     par->row_counts = calloc((size_t)par->unit_size, sizeof(int));
-    int ok = par->counts && par->displs && par->row_counts;
+    par->row_displs = calloc((size_t)par->unit_size, sizeof(int));
+    int ok = par->counts && par->displs && par->row_counts && par->row_displs;
     for (int r = 0; ok && r < par->unit_size; ++r) {
         GfBlock b = gf_dist_block(n, par->unit_size, r);
         par->counts[r] = (int)b.count; /* n <= INT32_MAX, checked by config */
@@ -58,9 +62,12 @@ void gf_par_destroy(GfPar *par)
         return;
     if (par->unit != MPI_COMM_NULL)
         MPI_Comm_free(&par->unit);
+    if (par->time != MPI_COMM_NULL)
+        MPI_Comm_free(&par->time);
     free(par->counts);
     free(par->displs);
     free(par->row_counts);
+    free(par->row_displs);
     free(par);
 }
 
@@ -142,15 +149,45 @@ void gf_par_reduce_scatter_units(const GfPar *par, const double *partial, double
     MPI_Reduce_scatter(partial, local, par->counts, MPI_DOUBLE, MPI_SUM, par->unit);
 }
 
-void gf_par_reduce_scatter_rows(const GfPar *par, const double *partial, double *local, int cols)
+/* The counts and offsets of (n, cols) row blocks, cached for the last cols
+ * (not observable state, hence the cast). */
+static void row_layout(const GfPar *par, int cols)
 {
-    GfPar *p = (GfPar *)par; /* the cached counts are not observable state */
+    GfPar *p = (GfPar *)par;
     if (p->row_cols != cols) {
-        for (int r = 0; r < p->unit_size; ++r)
+        for (int r = 0; r < p->unit_size; ++r) {
             p->row_counts[r] = p->counts[r] * cols;
+            p->row_displs[r] = p->displs[r] * cols;
+        }
         p->row_cols = cols;
     }
+}
+
+void gf_par_reduce_scatter_rows(const GfPar *par, const double *partial, double *local, int cols)
+{
+    GfPar *p = (GfPar *)par;
+    row_layout(par, cols);
     MPI_Reduce_scatter(partial, local, p->row_counts, MPI_DOUBLE, MPI_SUM, p->unit);
+}
+
+void gf_par_allgather_rows(const GfPar *par, double *full, int cols)
+{
+    row_layout(par, cols);
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, full, par->row_counts, par->row_displs,
+                   MPI_DOUBLE, par->unit);
+}
+
+void gf_par_time_sum_vec(const GfPar *par, double *buf, int64_t count)
+{
+    for (int64_t off = 0; off < count; off += 1 << 27) {
+        const int64_t chunk = count - off < (1 << 27) ? count - off : (1 << 27);
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)chunk, MPI_DOUBLE, MPI_SUM, par->time);
+    }
+}
+
+void gf_par_time_max_vec(const GfPar *par, double *buf, int count)
+{
+    MPI_Allreduce(MPI_IN_PLACE, buf, count, MPI_DOUBLE, MPI_MAX, par->time);
 }
 
 void gf_par_unit_sum_vec(const GfPar *par, double *buf, int count)

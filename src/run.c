@@ -19,9 +19,11 @@
 #include "gradflow/flow.h"
 #include "gradflow/forward.h"
 #include "gradflow/timeset.h"
+#include "gradflow/train.h"
 #include "gradflow/h5io.h"
 #include "gradflow/model.h"
 #include "gradflow/par.h"
+#include "gradflow/rng.h"
 #include "gradflow/run.h"
 #include "gradflow/timer.h"
 
@@ -327,6 +329,123 @@ static void report_timer(const GfPar *par, const char *name, double seconds)
         printf("  %-10s %9.3f s min %9.3f s avg %9.3f s max\n", name, s[0], s[1], s[2]);
 }
 
+/* A trial's seed: a function of --seed and the trial index alone. */
+static uint64_t trial_seed(uint64_t seed, int64_t trial)
+{
+    return trial == 0 ? seed : (uint64_t)(gf_rng_uniform(seed, 200u, (uint64_t)trial) * 0x1p53);
+}
+
+/* Collective on world: `gradflow train`, one run or a sweep over lags. */
+static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char **argv, double t_start)
+{
+    const int root = gf_par_rank(par) == 0;
+    GfTrainSpec spec;
+    int rc = gf_train_spec_from_config(cfg, &spec);
+    rc = rc ? rc : gf_par_set_grid(par, cfg->grid_t, cfg->grid_u, cfg->units);
+    if ((rc = gf_par_agree(par, rc)))
+        return fail(par, rc);
+    char *cmdline = join_args(argc, argv);
+    GfH5Out *h = NULL;
+    GfModel mo;
+    memset(&mo, 0, sizeof mo);
+    if (!cfg->sweep_lag[0]) { /* one run, the batch split over the time groups */
+        GfTrainLog log;
+        memset(&log, 0, sizeof log);
+        rc = gf_model_alloc(&mo, cfg->units, cfg->inputs, 1, cfg->steps, gf_par_units(par), cfg->activation);
+        rc = rc ? rc : gf_train_log_alloc(&log, spec.epochs > 0 ? spec.epochs : spec.max_epochs, cfg->steps);
+        rc = gf_par_agree(par, rc);
+        rc = rc ? rc : load_model(par, cfg, &mo);
+        rc = rc ? rc : gf_h5_create(par, cfg->output, cmdline ? cmdline : "", &mo, &h);
+        rc = rc ? rc : gf_h5_write_config(h, cfg, ini);
+        rc = rc ? rc : gf_h5_write_params(h, &mo); /* the initial weights */
+        const double t0 = gf_time_now();
+        rc = rc ? rc : gf_par_agree(par, gf_train_run(&spec, &mo, par, &log));
+        const double t_train = gf_time_now() - t0;
+        rc = rc ? rc : gf_h5_write_train(h, &mo, &spec, &log);
+        rc = gf_h5_close(h, rc);
+        if (!rc && root) {
+            printf("gradflow train: wrote %s in %.3f s on %d ranks (grid %dx%d)\n", cfg->output,
+                   gf_time_now() - t_start, gf_par_size(par), cfg->grid_t, cfg->grid_u);
+            printf("  task %s, lag %" PRId64 " (T = %" PRId64 "), n = %" PRId64 ", method %s\n",
+                   cfg->task, cfg->lag, cfg->steps, cfg->units, cfg->method);
+            if (spec.method == GF_METHOD_GUESS)
+                printf("  %s after %" PRId64 " guesses; test error %.4g (threshold %.3g)\n",
+                       log.success ? "solved" : "not solved", log.guesses, log.final_test_error,
+                       spec.task.threshold);
+            else
+                printf("  %s%s after %" PRId64 " epochs (%.3f s); loss %.4g, test error %.4g "
+                       "(threshold %.3g)\n", log.success ? "solved" : "not solved",
+                       log.success && log.success_at != log.epochs ? " (first solved earlier)" : "",
+                       log.epochs, t_train, log.epochs ? log.loss[log.epochs - 1] : 0.0,
+                       log.final_test_error, spec.task.threshold);
+        }
+        gf_train_log_free(&log);
+        gf_model_free(&mo);
+    } else { /* a sweep: each (lag, trial) runs whole on one time group */
+        int64_t *lags = NULL, nlag = 0;
+        rc = gf_train_parse_lags(cfg->sweep_lag, &lags, &nlag);
+        const int64_t K = cfg->trials, cells = nlag * K;
+        double *res = rc ? NULL : gf_calloc((size_t)(3 * cells), sizeof(double), "sweep results");
+        rc = rc ? rc : res ? GF_OK : GF_ENOMEM;
+        if ((rc = gf_par_agree(par, rc))) {
+            free(lags);
+            free(cmdline);
+            return fail(par, rc);
+        }
+        double *succ = res, *at = res + cells, *err = res + 2 * cells;
+        const int groups = gf_par_time_size(par), me = gf_par_time_rank(par);
+        for (int64_t c = 0; c < cells && !rc; ++c) {
+            if (c % groups != me)
+                continue;
+            GfConfig tc = *cfg;
+            GfTrainSpec ts = spec;
+            tc.seed = ts.seed = trial_seed(cfg->seed, c % K);
+            gf_task_init(&ts.task, spec.task.kind, lags[c / K], cfg->noise);
+            tc.steps = ts.task.T;
+            ts.split_batch = 0;
+            GfTrainLog log;
+            rc = gf_model_alloc(&mo, tc.units, tc.inputs, 1, tc.steps, gf_par_units(par), tc.activation);
+            rc = rc ? rc : gf_train_log_alloc(&log, ts.epochs > 0 ? ts.epochs : ts.max_epochs, tc.steps);
+            if (!rc) {
+                gf_model_generate(&mo, &tc, 0, 1, 1);
+                rc = gf_train_run(&ts, &mo, par, &log);
+                if (gf_par_unit_rank(par) == 0) {
+                    succ[c] = (double)log.success;
+                    at[c] = (double)log.success_at;
+                    err[c] = log.final_test_error;
+                }
+                gf_train_log_free(&log);
+            }
+            gf_model_free(&mo);
+        }
+        rc = gf_par_agree(par, rc);
+        if (!rc)
+            gf_par_world_sum_vec(par, res, 3 * cells); /* each cell from one rank, zeros elsewhere */
+        rc = rc ? rc : gf_h5_create(par, cfg->output, cmdline ? cmdline : "", &mo, &h);
+        rc = rc ? rc : gf_h5_write_config(h, cfg, ini);
+        rc = rc ? rc : gf_h5_write_sweep(h, &spec, lags, nlag, K, succ, at, err);
+        rc = gf_h5_close(h, rc);
+        if (!rc && root) {
+            printf("gradflow train: wrote %s in %.3f s on %d ranks (grid %dx%d)\n", cfg->output,
+                   gf_time_now() - t_start, gf_par_size(par), cfg->grid_t, cfg->grid_u);
+            printf("  task %s, method %s, %" PRId64 " trials a lag, n = %" PRId64 "\n", cfg->task,
+                   cfg->method, K, cfg->units);
+            printf("  %8s %12s %18s\n", "lag", "success", spec.method == GF_METHOD_GUESS ? "mean guesses" : "mean epochs");
+            for (int64_t l = 0; l < nlag; ++l) {
+                double s = 0, e = 0;
+                for (int64_t k = 0; k < K; ++k)
+                    if (succ[l * K + k] > 0)
+                        s += 1, e += at[l * K + k];
+                printf("  %8" PRId64 " %11.0f%% %18.1f\n", lags[l], 100.0 * s / (double)K, s ? e / s : NAN);
+            }
+        }
+        free(res);
+        free(lags);
+    }
+    free(cmdline);
+    return rc ? fail(par, rc) : 0;
+}
+
 int gf_main(MPI_Comm world, int argc, char **argv)
 {
     const double t_start = gf_time_now();
@@ -361,6 +480,8 @@ int gf_main(MPI_Comm world, int argc, char **argv)
                                      "task is one rank", slurm, nranks);
         rc = gf_par_agree(par, rc);
     }
+    if (!rc)
+        rc = gf_par_agree(par, gf_train_configure(&cfg));
     if (!rc)
         rc = probe_inputs(par, &cfg);
     if (!rc)
@@ -427,6 +548,12 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         flow_spec_free(&fs);
         gf_par_destroy(par);
         return 0;
+    }
+
+    if (cfg.train) {
+        rc = run_train(par, &cfg, ini, argc, argv, t_start);
+        gf_par_destroy(par);
+        return rc;
     }
 
     /* ---- the simulation ---- */

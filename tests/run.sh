@@ -12,4 +12,4 @@ ctest --output-on-failure -j "$(nproc)" "$@"
 echo "== the C tests under AddressSanitizer and UBSan =="
 GF_BUILD=$GF_ROOT/build-asan GF_CMAKE_ARGS="-DGF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" gf_build
 cd "$GF_ROOT/build-asan"
-ctest --output-on-failure -j "$(nproc)" -R '^(unit|core_np[0-9]|flow_np[0-9])$' "$@"
+ctest --output-on-failure -j "$(nproc)" -R '^(unit|core_np[0-9]|flow_np[0-9]|train_np[0-9])$' "$@"

@@ -37,6 +37,12 @@ typedef struct {
     char flow_units_k[GF_SPEC_MAX]; /* "outputs", "all" or a unit list */
     char flow_units_v[GF_SPEC_MAX]; /* "all" or a unit list */
     int no_flow_tensor, state_jacobian;
+    /* gradflow train */
+    int train;                      /* 1 for `gradflow train` */
+    char task[32], method[16];
+    int64_t lag, batch, epochs, max_epochs, train_size, test_size, max_guesses, trials;
+    double noise, lr, momentum, guess_range;
+    char sweep_lag[GF_SPEC_MAX];    /* "a:b:step" list of lags, or "" */
     char grid[64];                  /* "PtxPu" or "" (1 x P) */
     int grid_t, grid_u;             /* resolved by gf_config_validate */
     char output[GF_PATH_MAX];

@@ -21,6 +21,7 @@
 #include "gradflow/forward.h"
 #include "gradflow/model.h"
 #include "gradflow/par.h"
+#include "gradflow/train.h"
 
 typedef struct GfH5Out GfH5Out;
 
@@ -31,6 +32,8 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
 
 /* /config: one attribute per resolved option, and the resolved INI text as /config/ini. */
 int gf_h5_write_config(GfH5Out *h, const GfConfig *cfg, const char *ini);
+/* /model (W, U, b, a0) only. */
+int gf_h5_write_params(GfH5Out *h, const GfModel *model);
 /* /model (W, U, b, a0) and /input (x, d, target_mask). */
 int gf_h5_write_model(GfH5Out *h, const GfModel *model);
 /* /forward (net, a, fprime). */
@@ -45,6 +48,14 @@ int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, int64_t cv, int64_t cl,
 
 /* /flow norms, bounds and attributes, and /lag, from res (complete on every rank). */
 int gf_h5_flow_end(GfH5Out *h, const GfFlowSpec *spec, const GfFlowResult *res);
+
+/* /train: the run's attributes, per-epoch curves and the final weights. */
+int gf_h5_write_train(GfH5Out *h, const GfModel *model, const GfTrainSpec *spec, const GfTrainLog *log);
+
+/* /train attributes and /train/sweep: (lags x trials) success, success_at, final_test_error and the
+ * success rate per lag; the arrays are complete on rank 0. */
+int gf_h5_write_sweep(GfH5Out *h, const GfTrainSpec *spec, const int64_t *lags, int64_t n_lags,
+                      int64_t trials, const double *success, const double *at, const double *error);
 
 /* Ends the file and frees h.  With status == GF_OK: writes complete = 1 last,
  * closes, and rank 0 renames PATH.partial to PATH.  Otherwise (some rank

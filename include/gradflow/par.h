@@ -66,6 +66,15 @@ void gf_par_reduce_scatter_units(const GfPar *par, const double *partial, double
  * (n_local, cols) rows.  cols * n must fit in an int. */
 void gf_par_reduce_scatter_rows(const GfPar *par, const double *partial, double *local, int cols);
 
+/* Collective on the unit communicator.  full (n, cols) row-major holds this
+ * rank's rows on entry and every rank's rows on return (in place). */
+void gf_par_allgather_rows(const GfPar *par, double *full, int cols);
+
+/* Collective on the time communicator (the Pt ranks that share a unit
+ * block): element-wise sum / max of buf over the time groups, in place. */
+void gf_par_time_sum_vec(const GfPar *par, double *buf, int64_t count);
+void gf_par_time_max_vec(const GfPar *par, double *buf, int count);
+
 /* Collective on the unit communicator: element-wise sum / max over the unit
  * ranks of buf (count entries), in place. */
 void gf_par_unit_sum_vec(const GfPar *par, double *buf, int count);
