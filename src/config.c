@@ -449,7 +449,9 @@ size_t gf_config_to_ini(const GfConfig *cfg, char *buf, size_t size)
 {
     size_t used = 0;
     for (int k = 0; k < NOPTS; ++k) {
-        if (!gf_opts[k].ini)
+        /* training options only in a training run's INI, so a simulation's
+         * INI replays without the subcommand */
+        if (!gf_opts[k].ini || (!cfg->train && !strncmp(gf_opts[k].help, "train:", 6)))
             continue;
         GfOptValue v;
         gf_config_option(cfg, k, &v);
