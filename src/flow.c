@@ -157,11 +157,13 @@ static int64_t active_cap(const GfFlowSpec *spec, int64_t n, int64_t cv, int64_t
 
 int64_t gf_flow_estimate_rank_bytes(const GfFlowSpec *spec, int64_t n, int64_t n_local, int Pu, int64_t cv)
 {
-    (void)Pu;
     const int64_t K1 = spec->n_k * (spec->jacobian ? 2 : 1) + 1;
     const int64_t cl = gf_flow_batch_lags(spec, cv), cap = active_cap(spec, n, cv, cl);
     const int64_t ld = cap * K1, kb = panel_width(n, ld);
-    const int64_t doubles = n_local * ld + n * kb + n_local * kb + 4 * ld + n
+    /* the block (twice when one rank holds every row), the partial products and
+     * about as much again inside MPI's reduce-scatter, the scratch rows */
+    const int64_t doubles = n_local * ld * (Pu == 1 ? 2 : 1) + (Pu == 1 ? 0 : 2 * n * kb) +
+                            n_local * kb + 4 * ld + n
                             + (spec->tensor ? cap * 2 * cl * cv * spec->n_k : 0)
                             + (spec->jacobian ? 8 : 6) * spec->n_t * (spec->max_lag + 1);
     return 8 * doubles + (int64_t)(sizeof(int) + sizeof(int64_t)) * spec->n_t +

@@ -338,9 +338,11 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
         rc = rc ? rc : attr_str(h->file, "created_utc", sp);
         rc = rc ? rc : attr_i64(h->file, "complete", 0);
         rc = rc ? rc : attr_str(h->file, "description",
-                                "gradflow output: forward pass, BPTT and gradients of a fully "
-                                "recurrent net (Hochreiter et al. 2001); layout in README.md. The "
-                                "file is whole only when complete = 1.");
+                                "gradflow output (Hochreiter et al. 2001): forward pass, BPTT, "
+                                "gradients and the gradient-flow tensor of a fully recurrent net "
+                                "(/forward, /backward, /gradient, /flow, /lag), or a training run "
+                                "(/train); layout in README.md. The file is whole only when "
+                                "complete = 1.");
     }
     if (sp != stamp)
         free(sp);

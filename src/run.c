@@ -487,10 +487,25 @@ int gf_main(MPI_Comm world, int argc, char **argv)
     if (!rc)
         rc = gf_par_agree(par, gf_config_validate(&cfg, nranks));
     const int64_t n = cfg.units, m = cfg.inputs, n_out = cfg.outputs, T = cfg.steps;
-    const int64_t file_bytes = gf_estimate_file_bytes(n, m, n_out, T);
+    /* the flow as far as the options fix it (with a targets file: every step a target) */
+    GfFlowSpec fs_est;
+    memset(&fs_est, 0, sizeof fs_est);
+    if (!rc && !cfg.train) {
+        unsigned char *mask = gf_calloc((size_t)T, 1, "target mask");
+        rc = mask ? GF_OK : GF_ENOMEM;
+        if (!rc && cfg.targets_file[0])
+            memset(mask, 1, (size_t)T);
+        else if (!rc)
+            gf_timeset_parse(cfg.target_times, T, "--target-times", mask);
+        rc = rc ? rc : flow_spec(&cfg, mask, &fs_est);
+        free(mask);
+        rc = gf_par_agree(par, rc);
+    }
+    const int64_t file_bytes = gf_estimate_file_bytes(n, m, n_out, T) + (fs_est.n_t ? flow_file_bytes(&fs_est) : 0);
     if (!rc)
         rc = gf_par_agree(par, root ? check_output(&cfg, file_bytes) : GF_OK);
     if (rc) {
+        flow_spec_free(&fs_est);
         fail(par, rc);
         gf_par_destroy(par);
         return rc;
@@ -501,21 +516,7 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         printf("# gradflow %s (git %s), %d ranks, grid %dx%d\n# resolved configuration:\n%s",
                GF_VERSION, GF_GIT_REVISION, nranks, cfg.grid_t, cfg.grid_u, ini);
     if (cfg.dry_run) {
-        /* with a targets file the target times are unknown here: assume every step */
-        GfFlowSpec fs;
-        unsigned char *mask = gf_calloc((size_t)T, 1, "target mask");
-        rc = mask ? GF_OK : GF_ENOMEM;
-        if (!rc && cfg.targets_file[0])
-            memset(mask, 1, (size_t)T);
-        else if (!rc)
-            gf_timeset_parse(cfg.target_times, T, "--target-times", mask);
-        rc = rc ? rc : flow_spec(&cfg, mask, &fs);
-        free(mask);
-        if ((rc = gf_par_agree(par, rc))) {
-            fail(par, rc);
-            gf_par_destroy(par);
-            return rc;
-        }
+        GfFlowSpec fs = fs_est; /* with a targets file: every step assumed a target */
         if (root) {
             const GfBlock big = gf_dist_block(n, cfg.grid_u, 0), small = gf_dist_block(n, cfg.grid_u, cfg.grid_u - 1);
             int64_t cv = 1;
@@ -537,7 +538,7 @@ int gf_main(MPI_Comm world, int argc, char **argv)
             printf(" (smallest block, %" PRId64 " units): gradflow's arrays; add about 30 MiB "
                    "for MPI, HDF5 and BLAS, and the MPI-IO collective buffer (tens of MiB) on "
                    "aggregator ranks\n", small.count);
-            print_bytes(stdout, "  output file: ", (double)(file_bytes + (fs.n_t ? flow_file_bytes(&fs) : 0)));
+            print_bytes(stdout, "  output file: ", (double)file_bytes);
             printf(" (%s; directory writable, space available)\n", cfg.output);
             if (fs.n_t)
                 printf("  flow: %" PRId64 " targets%s, lags 0..%" PRId64 ", |V| = %" PRId64 ", |K| = %"
@@ -550,6 +551,7 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         return 0;
     }
 
+    flow_spec_free(&fs_est);
     if (cfg.train) {
         rc = run_train(par, &cfg, ini, argc, argv, t_start);
         gf_par_destroy(par);

@@ -289,6 +289,9 @@ int main(void)
 {
     Suite *s = suite_create("unit");
     TCase *tc = tcase_create("all");
+    /* Check's default 4 s per test is too short under ASan on a loaded 2-core machine;
+     * CTest's TIMEOUT still ends a hang */
+    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, philox_known_answers);
     tcase_add_test(tc, rng_is_a_function_of_its_arguments);
     tcase_add_test(tc, rng_moments_and_stream_independence);
