@@ -18,8 +18,13 @@ least-squares slope of /flow/log10_norm_fro against the lag over the finite entr
   mean rate against the bound rate across the sweep;
 * ``index.html`` the figure with its caption, a table of the files, and notes.
 
-Success rates side by side need a /train group in the files (a later gradflow version
-adds it); without one the comparison is skipped with a note.
+* ``success_vs_lag.png`` when files are sweeps of ``gradflow train --sweep-lag`` (with
+  /train/sweep), e.g. a BPTT sweep and a weight-guessing sweep of the same task: the success
+  rate against the lag for each file side by side (95% Wilson intervals), and the epochs or
+  guesses the solved trials needed; summary.json's ``train`` holds each sweep's numbers.
+  Single training runs are listed, not drawn; files without /train are noted.
+
+Training files have no /flow; they are left out of the decay comparison with a note.
 
 Files are read with gradflow_io: the format and completeness are checked (exit 65 with
 a message naming the file otherwise), and the [N_t][L+1] norms are read in blocks of at
@@ -43,7 +48,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gradflow_io as gio  # noqa: E402
-from report import STYLE, clean_json, fmt  # noqa: E402
+from report import STYLE, clean_json, draw_sweeps, fmt  # noqa: E402
 
 DEFAULT_MAX_MEMORY_MB = 256
 
@@ -87,6 +92,54 @@ def file_rates(path, allow_incomplete: bool, budget: int) -> dict:
     rec["log10_lambda"] = gio.log10_safe(rec["lambda"])
     rec["bound_holds"] = (bool(fin.max() <= rec["bound_rate_theory"] + 1e-9) if fin.size else None)
     return rec
+
+
+def file_train(path, allow_incomplete: bool):
+    """The training content of one file: None without /train; else a dict with kind
+    ('run', 'sweep' or 'unknown'), the /train attributes, and for a sweep its Sweep."""
+    with gio.open_file(path, allow_incomplete=allow_incomplete) as f:
+        kind = gio.train_kind(f)
+        if kind is None:
+            return None
+        rec = {"file": os.path.abspath(path),
+               "label": os.path.splitext(os.path.basename(path))[0], "kind": kind,
+               "attrs": gio.train_attrs(f)}
+        if kind == "sweep":
+            try:
+                rec["sweep"] = gio.read_sweep(f)
+            except KeyError as exc:
+                if gio.is_complete(f):
+                    raise
+                rec.update(kind="incomplete", error=str(exc))
+        return rec
+
+
+def sweep_record(tr) -> dict:
+    """summary.json's entry of one sweep."""
+    sw = tr["sweep"]
+    tab = gio.sweep_table(sw)
+    return {"file": tr["file"], "label": tr["label"], "task": sw.task, "method": sw.method,
+            "threshold": sw.threshold, "success_at_unit": sw.unit,
+            "trials": int(sw.success.shape[1]), "lags": sw.lags.tolist(),
+            "success_rate": sw.success_rate.tolist(),
+            "mean_success_at": [r["mean_success_at"] for r in tab], "per_lag": tab}
+
+
+def success_figure(trains, outdir) -> str:
+    """success_vs_lag.png: every sweep's success rate (and cost) against the lag."""
+    tasks = sorted(set(t["sweep"].task for t in trains))
+    entries = [(f"{t['label']} ({t['sweep'].method}, {t['sweep'].success.shape[1]} trials)",
+                t["sweep"]) for t in trains]
+    with plt.rc_context(STYLE):
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(13, 5.0))
+        draw_sweeps(a0, a1, entries)
+        fig.suptitle(f"Success against the lag, {len(trains)} sweeps side by side: task "
+                     f"{', '.join(tasks)}")
+        fig.tight_layout()
+        name = "success_vs_lag.png"
+        fig.savefig(os.path.join(outdir, name), bbox_inches="tight")
+        plt.close(fig)
+    return name
 
 
 def figure(recs, outdir) -> str:
@@ -168,8 +221,12 @@ def compare(paths, outdir, allow_incomplete=False, max_memory_mb=DEFAULT_MAX_MEM
     recs = [file_rates(p, allow_incomplete, budget) for p in paths]
     os.makedirs(outdir, exist_ok=True)
     notes, figures = [], []
-    for r in recs:
-        if r["rates"] is None:
+    trains = [file_train(p, allow_incomplete) for p in paths]
+    for r, tr in zip(recs, trains):
+        if r["rates"] is None and tr is not None:
+            notes.append(f"{r['file']}: a training file (/train, no /flow); left out of the "
+                         "decay comparison.")
+        elif r["rates"] is None:
             notes.append(f"{r['file']}: no /flow (--flow-targets none or incomplete); left out.")
         elif r["bound_holds"] is False:
             notes.append(f"{r['file']}: a fitted decay rate exceeds the bound rate "
@@ -187,13 +244,36 @@ def compare(paths, outdir, allow_incomplete=False, max_memory_mb=DEFAULT_MAX_MEM
     if good:
         figures.append(figure(good, outdir))
     else:
-        notes.append("No file has flow norms: no figure.")
-    with_train = [r["file"] for r in recs if r["train"]]
+        notes.append("No file has flow norms" + (" (training files have none)" if any(trains)
+                                                 else "") + ": no decay figure.")
+    with_train = [t for t in trains if t is not None]
+    sweeps = [t for t in with_train if t["kind"] == "sweep" and t["sweep"].lags.size]
     if with_train:
-        notes.append(f"{len(with_train)} of {len(recs)} files have a /train group; this version "
-                     "does not compare training success rates yet (the /train layout is not part "
-                     "of gradflow/1).")
-        summary["train"] = {"files_with_train": with_train, "compared": False}
+        runs = [{"file": t["file"], "label": t["label"],
+                 **{k: t["attrs"].get(k) for k in ("task", "method", "lag", "success",
+                                                    "success_at", "epochs", "guesses",
+                                                    "final_test_error")}}
+                for t in with_train if t["kind"] == "run"]
+        summary["train"] = {"files_with_train": [t["file"] for t in with_train],
+                            "compared": bool(sweeps), "figure": None,
+                            "sweeps": [sweep_record(t) for t in sweeps], "runs": runs}
+        if sweeps:
+            summary["train"]["figure"] = success_figure(sweeps, outdir)
+            figures.append(summary["train"]["figure"])
+            tasks = set(t["sweep"].task for t in sweeps)
+            if len(tasks) > 1:
+                notes.append(f"The sweeps are of different tasks ({', '.join(sorted(tasks))}): "
+                             "their success rates are not directly comparable.")
+            if len(sweeps) == 1:
+                notes.append("Only one sweep: nothing to set it beside.")
+        else:
+            notes.append("No file is a sweep (/train/sweep): success rates are not compared.")
+        for t in with_train:
+            if t["kind"] == "incomplete":
+                notes.append(f"{t['file']}: the sweep is incomplete ({t['error']}); left out.")
+        if runs:
+            notes.append(f"{len(runs)} single training run(s) are listed in summary.json "
+                         "(train.runs), not drawn: success against the lag needs sweeps.")
     else:
         notes.append("No file has a /train group: success rates are not compared.")
         summary["train"] = None
@@ -212,7 +292,7 @@ def write_html(path, summary):
              "img{max-width:100%}.note{color:#8a4b00}</style></head><body>",
              f"<h1>gradflow sweep: {len(summary['files'])} runs</h1>",
              "<p>Numbers as in <a href='summary.json'>summary.json</a>.</p>"]
-    for name in summary["figures"]:
+    for name in [n for n in summary["figures"] if n == "decay_vs_theory.png"]:
         parts.append(
             f"<figure><img src='{e(name)}' alt='decay rate against theory'><figcaption>"
             "Each point is one run: the least-squares slope of log10‖G(t−L,t)[V,K]‖_F against the "
@@ -221,6 +301,25 @@ def write_html(path, summary):
             "log10(f'max‖W‖_A) of each run (dashed) and log10 λ, which is never below it "
             "(dash-dot); λ < 1 guarantees decay. Right: against the bound rate itself; the bound "
             "n(f'max‖W‖_A)^L of SPEC §4 allows no point above the diagonal.</figcaption></figure>")
+    tr = summary.get("train") or {}
+    if tr.get("figure"):
+        parts.append(
+            f"<figure><img src='{e(tr['figure'])}' alt='success rate against lag'><figcaption>"
+            "Success rates side by side: for each sweep file (gradflow train --sweep-lag), the "
+            "fraction of its trials (independent seeds) that solved the task at each lag, with "
+            "95% Wilson intervals (left), and the epochs (BPTT) or guesses (weight guessing) "
+            "the solved trials needed: single trials as faint points, their mean as a line, on "
+            "a log scale (right). Lags are in time steps between the information and the "
+            "target.</figcaption></figure>")
+        parts.append("<table><tr><th>file</th><th>task</th><th>method</th><th>trials</th>"
+                     "<th>lag: success rate (mean cost of the solved)</th></tr>")
+        for r in tr["sweeps"]:
+            cells = ", ".join(f"{p['lag']}: {100 * p['success_rate']:.3g}% "
+                              f"({fmt(p['mean_success_at'])} {r['success_at_unit']})"
+                              for p in r["per_lag"])
+            parts.append(f"<tr><td>{e(r['label'])}</td><td>{e(r['task'])}</td>"
+                         f"<td>{e(r['method'])}</td><td>{r['trials']}</td><td>{e(cells)}</td></tr>")
+        parts.append("</table>")
     fit = summary.get("fit_mean_rate_vs_bound_rate")
     if fit:
         parts.append(f"<p>Across the sweep: mean rate ≈ {fit['slope']:.4g} × bound rate "

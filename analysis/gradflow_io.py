@@ -18,6 +18,10 @@ with the run (``/flow/G``, the [T][n] time-major datasets, ``/model/W``) takes
 a byte budget and never holds a block larger than it.  The small per-(target,
 lag) arrays (``/flow/log10_norm_*``, ``/lag/*``) are read whole.
 
+Training files (``gradflow train``) are read with ``train_kind``, ``train_attrs``,
+``read_curve`` (a per-epoch curve, bounded), ``read_sweep`` and ``sweep_table``; the
+[E][T] per-epoch maps are read in row blocks with ``iter_rows``.
+
 Only h5py and numpy are needed.
 """
 from __future__ import annotations
@@ -336,5 +340,224 @@ def log10_safe(x: float) -> float:
 
 
 def has_train(f: h5py.File) -> bool:
-    """True when the file has a /train group (training results, added by a later version)."""
+    """True when the file has a /train group (written by `gradflow train`; see train_kind)."""
     return "train" in f
+
+
+# ---------------------------------------------------------------- training (/train)
+#
+# `gradflow train` writes one of two layouts (README, section Training):
+#   a run    /train attrs task, method, lag, T, threshold, success, success_at, epochs,
+#            guesses, final_test_error; per-epoch loss[E], grad_norm[E], test_error[E],
+#            log10_lag_share[E][T], log10_flow[E][T] (scales /train/epoch, /train/lag;
+#            absent for --method guess, which has no epochs); final W, U, b.  The
+#            initial weights are /model.
+#   a sweep  /train attrs task, method, threshold; /train/sweep with success[NL][K],
+#            success_at[NL][K], final_test_error[NL][K], success_rate[NL] (scales
+#            /train/sweep/lags and /train/sweep/trial).
+# Neither has /forward, /backward, /flow or /lag.
+
+TRAIN_CURVES = ("loss", "grad_norm", "test_error")
+"""The per-epoch 1-D datasets of a training run."""
+
+TRAIN_MAPS = ("log10_lag_share", "log10_flow")
+"""The per-epoch [E][T] datasets of a training run (row: epoch, column: lag L = 0..T-1)."""
+
+
+def train_kind(f: h5py.File) -> Optional[str]:
+    """'sweep' when the file has /train/sweep, 'run' when /train holds one training run
+    (its attribute ``method``), 'unknown' for a /train group of neither kind, None
+    without /train."""
+    if "train" not in f:
+        return None
+    g = f["train"]
+    if "sweep" in g:
+        return "sweep"
+    if "method" in g.attrs and ("W" in g or "epochs" in g.attrs):
+        return "run"
+    return "unknown"
+
+
+def train_attrs(f: h5py.File) -> dict:
+    """The attributes of /train (task, method, lag, T, threshold, success, ...) as plain
+    values, without ``description``; empty without /train."""
+    if "train" not in f:
+        return {}
+    return {k: _plain(v) for k, v in f["train"].attrs.items() if k != "description"}
+
+
+def train_epochs(f: h5py.File) -> Optional[np.ndarray]:
+    """The epoch numbers (1-based) of a run's per-epoch datasets: the scale /train/epoch,
+    or 1..E from /train/loss; None when the run has no per-epoch data (--method guess)."""
+    if "train/loss" not in f:
+        return None
+    ep = axis_values(f["train/loss"], 0)
+    if ep is None:
+        ep = np.arange(1, f["train/loss"].shape[0] + 1)
+    return np.asarray(ep, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A 1-D per-epoch dataset read in bounded blocks: exact statistics over all entries,
+    and at most ``max_points`` of them (every ``stride``-th index and the last) to draw.
+
+    ``index`` holds 0-based positions; ``first``/``last`` are the values at 0 and n-1;
+    ``min``/``max`` and their positions are over the finite entries (NaN when none);
+    ``first_below`` is the first position whose value is below ``threshold`` (None when
+    none, or when no threshold was given)."""
+    n: int
+    stride: int
+    index: np.ndarray
+    values: np.ndarray
+    first: float
+    last: float
+    min: float
+    argmin: int
+    max: float
+    argmax: int
+    first_below: Optional[int] = None
+
+
+def read_curve(dset: h5py.Dataset, max_bytes: int, max_points: int = 20000,
+               threshold: Optional[float] = None) -> Curve:
+    """Reads a 1-D dataset (e.g. /train/loss) in blocks of at most ``max_bytes``."""
+    n = int(dset.shape[0])
+    stride = max(1, math.ceil(n / max(1, max_points)))
+    step = rows_per_block(8, max_bytes)
+    idx, vals = [], []
+    lo, hi, alo, ahi, below = math.inf, -math.inf, -1, -1, None
+    first = last = math.nan
+    for i0 in range(0, n, step):
+        blk = np.asarray(dset[i0:min(n, i0 + step)], dtype=np.float64)
+        if i0 == 0 and blk.size:
+            first = float(blk[0])
+        if blk.size:
+            last = float(blk[-1])
+        pos = np.arange(i0, i0 + blk.size)
+        keep = (pos % stride == 0) | (pos == n - 1)
+        idx.append(pos[keep])
+        vals.append(blk[keep])
+        fin = np.isfinite(blk)
+        if fin.any():
+            b = np.where(fin, blk, np.inf)
+            k = int(np.argmin(b))
+            if b[k] < lo:
+                lo, alo = float(b[k]), i0 + k
+            b = np.where(fin, blk, -np.inf)
+            k = int(np.argmax(b))
+            if b[k] > hi:
+                hi, ahi = float(b[k]), i0 + k
+        if threshold is not None and below is None:
+            with np.errstate(invalid="ignore"):
+                hit = np.nonzero(blk < threshold)[0]
+            if hit.size:
+                below = i0 + int(hit[0])
+    return Curve(n, stride,
+                 np.concatenate(idx) if idx else np.zeros(0, dtype=np.int64),
+                 np.concatenate(vals) if vals else np.zeros(0),
+                 first, last, lo if alo >= 0 else math.nan, alo,
+                 hi if ahi >= 0 else math.nan, ahi, below)
+
+
+def log10_fractions(y) -> np.ndarray:
+    """log10 of each entry's share of the row total, for a row of log10 values (e.g. one
+    epoch of /train/log10_lag_share): y - log10 sum 10^y, computed without overflow;
+    -inf where y is -inf or NaN (a zero share); all -inf when the total is 0."""
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(y)
+    out = np.full(y.shape, -math.inf)
+    if not ok.any():
+        return out
+    top = float(y[ok].max())
+    total = float(np.sum(10.0 ** (y[ok] - top)))
+    out[ok] = y[ok] - top - math.log10(total)
+    return out
+
+
+def lag_reaching(frac_log10, q: float = 0.99) -> Optional[int]:
+    """The smallest lag L by which the shares 10^frac_log10[0..L] (summing to 1) reach
+    ``q``; None when the row has no share."""
+    c = np.where(np.isfinite(frac_log10), 10.0 ** np.asarray(frac_log10, dtype=np.float64), 0.0)
+    if not c.sum() > 0:
+        return None
+    cum = np.cumsum(c) / c.sum()
+    return int(np.argmax(cum >= q - 1e-12))
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """/train/sweep: ``success``, ``success_at`` and ``final_test_error`` are [NL][K]
+    (lag, trial); ``success_rate`` [NL] as the program wrote it; ``unit`` is what
+    success_at counts: 'epochs' (bptt) or 'guesses' (guess)."""
+    task: str
+    method: str
+    threshold: float
+    lags: np.ndarray
+    trials: np.ndarray
+    success: np.ndarray
+    success_at: np.ndarray
+    final_test_error: np.ndarray
+    success_rate: np.ndarray
+
+    @property
+    def unit(self) -> str:
+        return "guesses" if self.method == "guess" else "epochs"
+
+
+def read_sweep(f: h5py.File) -> Sweep:
+    """Reads /train/sweep whole (NL x K numbers, one per training run).  Raises KeyError
+    with a message naming the file when it has none."""
+    if "train/sweep" not in f:
+        raise KeyError(f"{f.filename}: no /train/sweep (not a `gradflow train --sweep-lag` file)")
+    g = f["train/sweep"]
+    a = train_attrs(f)
+    succ = np.asarray(g["success"][()], dtype=np.float64)
+    nl, k = succ.shape
+    lags = (np.asarray(g["lags"][()]) if "lags" in g else axis_values(g["success"], 0))
+    trials = (np.asarray(g["trial"][()]) if "trial" in g else np.arange(k))
+    rate = (np.asarray(g["success_rate"][()], dtype=np.float64) if "success_rate" in g
+            else succ.mean(axis=1))
+    return Sweep(str(a.get("task", "")), str(a.get("method", "")),
+                 float(a.get("threshold", math.nan)),
+                 np.asarray(lags if lags is not None else np.arange(nl), dtype=np.int64),
+                 np.asarray(trials, dtype=np.int64), succ,
+                 np.asarray(g["success_at"][()], dtype=np.float64),
+                 np.asarray(g["final_test_error"][()], dtype=np.float64)
+                 if "final_test_error" in g else np.full(succ.shape, math.nan), rate)
+
+
+def wilson_interval(k: float, n: int, z: float = 1.96):
+    """The Wilson score interval (default 95%) of a success rate k/n; (NaN, NaN) for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def sweep_table(sw: Sweep) -> list:
+    """One dict per lag of a sweep: lag, trials, solved, success_rate (the file's),
+    success_rate_recomputed (mean of success), its 95% Wilson interval, and over the
+    solved trials the mean, median, min and max of success_at; mean final test error."""
+    out = []
+    k = sw.success.shape[1]
+    for i, L in enumerate(sw.lags):
+        ok = sw.success[i] > 0.5
+        at = sw.success_at[i][ok]
+        solved = int(ok.sum())
+        lo, hi = wilson_interval(solved, k)
+        out.append({
+            "lag": int(L), "trials": int(k), "solved": solved,
+            "success_rate": float(sw.success_rate[i]),
+            "success_rate_recomputed": solved / k if k else math.nan,
+            "success_rate_95ci": [lo, hi],
+            "mean_success_at": float(at.mean()) if at.size else None,
+            "median_success_at": float(np.median(at)) if at.size else None,
+            "min_success_at": float(at.min()) if at.size else None,
+            "max_success_at": float(at.max()) if at.size else None,
+            "mean_final_test_error": float(np.nanmean(sw.final_test_error[i]))
+            if np.isfinite(sw.final_test_error[i]).any() else None})
+    return out

@@ -25,11 +25,27 @@ Writes into DIR (created if needed):
                           zero and overflowed entries, agreement with /flow/log10_norm_max);
 * ``index.html``         the figures with captions, the numbers, notes and the file layout.
 
-A /train group (added by a later gradflow version) is detected and noted, not yet analysed.
+For a training file (``gradflow train``; it has no /forward, /flow or /lag, and those
+figures are skipped with a note) it writes instead:
+
+* ``train_curves.png``    one run: loss, gradient norm and test error (with the success
+                          threshold) against the epoch, log y;
+* ``train_lag_share.png`` one run: the per-lag share of dE/dW over training
+                          (/train/log10_lag_share as a fraction of each epoch's total): heat map
+                          epoch x lag, profiles at the first/middle/final epoch (and the solving
+                          one), and the share from the lags L >= lag - 1 per epoch;
+* ``train_flow.png``      one run: log10 ||G(T-L, T)[:, out]|| over training likewise, with the
+                          flow at L = lag (the information step) per epoch;
+* ``sweep_success.png``   a sweep: success rate against the lag (95% Wilson intervals) and the
+                          epochs or guesses of the solved trials;
+
+and summary.json's ``train`` holds the numbers (final loss, success, long-lag share, flow at
+the task's lag, initial and final weight norms; or the per-lag success table of a sweep).
 
 Memory: every array whose size grows with the run (/flow/G, the [T][n] datasets of
-/forward, /model/W, the [N_t][L+1] norms) is read in blocks of at most --max-memory-mb
-(default 256 MiB), so a file of any size can be reported; the path factors
+/forward, /model/W, the [N_t][L+1] norms, the per-epoch /train datasets) is read in
+blocks of at most --max-memory-mb (default 256 MiB), so a file of any size can be
+reported; the path factors
 (T n^2 of them) are counted exactly without ever forming them, from the sorted rows of
 |W| (see path_factor_stats).
 
@@ -52,7 +68,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.colors import LogNorm, TwoSlopeNorm  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator  # noqa: E402
 
@@ -70,7 +86,8 @@ SHOWN_DECADES = 8              # decades shown in the path-factor figure
 UNDERFLOW_LOG10 = -300         # stored G entries below 1e-300 are subnormal or zero
 HEATMAP_LOG10_RANGE = (-280, 280)  # lags whose largest |G| is outside are not drawn
 FIGURE_ORDER = ["flow_decay.png", "flow_heatmaps.png", "lag_share.png", "activations.png",
-                "fprime.png", "path_factors.png"]
+                "fprime.png", "path_factors.png", "train_curves.png", "train_lag_share.png",
+                "train_flow.png", "sweep_success.png"]
 
 STYLE = {
     "figure.dpi": 110, "savefig.dpi": 110, "font.size": 10.5, "axes.titlesize": 11.5,
@@ -749,6 +766,547 @@ def fig_path_factors(pf: PathFactorStats, frac: float, frac_g: float, wmax: floa
         "shown (zeros included)."))
 
 
+# ---------------------------------------------------------------- training (/train)
+
+
+TRAIN_HEAT_PIXELS = (400, 600)  # at most this many (epoch, lag) cells in a training heat map
+PROFILE_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+
+
+def profile_epochs(E: int, success_at) -> list:
+    """0-based rows drawn as profiles: the first, middle and final epoch, and the epoch that
+    first solved the task when it is another one."""
+    rows = {0, (E - 1) // 2, E - 1}
+    if success_at is not None and 1 <= int(success_at) <= E:
+        rows.add(int(success_at) - 1)
+    return sorted(rows)
+
+
+@dataclass
+class EpochLagMap:
+    """From one pass over an [E][T] per-epoch dataset: the heat map (block means of the
+    transformed rows, geometric means of the underlying quantity; -inf where a whole block
+    is -inf), the full transformed rows at `rows`, and one number per epoch (`stat`)
+    kept at every `stride`-th epoch and the last, with exact extremes."""
+    image: np.ndarray
+    e_bin: int
+    l_bin: int
+    rows: dict
+    stat_index: np.ndarray
+    stat: np.ndarray
+    stat_min: float
+    stat_max: float
+    stat_first: float
+    stat_last: float
+
+
+def epoch_lag_map(dset, budget: int, transform, row_stat, rows, max_stats: int = 20000):
+    """Streams `dset` ([E][T]) in blocks of whole epochs (each within `budget`)."""
+    E, T = (int(x) for x in dset.shape)
+    eb = max(1, math.ceil(E / TRAIN_HEAT_PIXELS[0]))
+    lb = max(1, math.ceil(T / TRAIN_HEAT_PIXELS[1]))
+    step = gio.rows_per_block(T * 8 * 4, budget)             # block, transform, temporaries
+    step = max(eb, step - step % eb)
+    lcuts = np.arange(0, T, lb)
+    image = np.full((math.ceil(E / eb), len(lcuts)), np.nan)
+    stride = max(1, math.ceil(E / max_stats))
+    kept, idx, vals = {}, [], []
+    lo, hi, first, last = math.inf, -math.inf, math.nan, math.nan
+    for e0 in range(0, E, step):
+        e1 = min(E, e0 + step)
+        blk = np.asarray(dset[e0:e1], dtype=np.float64)
+        X = np.empty_like(blk)
+        for k in range(e1 - e0):
+            X[k] = transform(blk[k])
+            v = row_stat(X[k])
+            e = e0 + k
+            if e == 0:
+                first = v
+            last = v
+            if math.isfinite(v):
+                lo, hi = min(lo, v), max(hi, v)
+            if e % stride == 0 or e == E - 1:
+                idx.append(e)
+                vals.append(v)
+            if e in rows:
+                kept[e] = X[k].copy()
+        del blk
+        fin = np.isfinite(X)
+        ecuts = np.arange(0, e1 - e0, eb)
+
+        def cells(a):
+            return np.add.reduceat(np.add.reduceat(a, ecuts, axis=0), lcuts, axis=1)
+        total, count = cells(np.where(fin, X, 0.0)), cells(fin.astype(np.float64))
+        neginf = cells((X == -np.inf).astype(np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            m = total / count
+        m = np.where(count > 0, m, np.where(neginf > 0, -np.inf, np.nan))
+        image[e0 // eb:e0 // eb + len(ecuts)] = m
+    return EpochLagMap(image, eb, lb, kept, np.asarray(idx, dtype=np.int64),
+                       np.asarray(vals, dtype=np.float64),
+                       lo if math.isfinite(lo) else math.nan,
+                       hi if math.isfinite(hi) else math.nan, first, last)
+
+
+def draw_epoch_lag(fig, ax, mp: EpochLagMap, E: int, T: int, cmap, norm, label: str):
+    """The heat map of an EpochLagMap: lag L across, epoch up; grey where -inf or missing."""
+    cm = plt.get_cmap(cmap).copy()
+    cm.set_bad("lightgrey")
+    ny, nx = mp.image.shape
+    im = ax.imshow(np.ma.masked_invalid(mp.image), aspect="auto", interpolation="nearest",
+                   origin="lower", cmap=cm, norm=norm,
+                   extent=[-0.5, nx * mp.l_bin - 0.5, 0.5, ny * mp.e_bin + 0.5])
+    ax.set_xlim(-0.5, T - 0.5)
+    ax.set_ylim(0.5, E + 0.5)
+    cb = fig.colorbar(im, ax=ax, pad=0.02)
+    cb.set_label(label)
+    ax.set_xlabel("lag L  (time steps before the target at T)")
+    ax.set_ylabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(False)
+
+
+def finite_range(a, floor_span: float = 1e-3):
+    """(lo, hi) of the finite entries of a (a non-empty span), or None."""
+    a = np.asarray(a, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if not a.size:
+        return None
+    lo, hi = float(a.min()), float(a.max())
+    if hi - lo < floor_span:
+        lo, hi = lo - 0.5, hi + 0.5
+    return lo, hi
+
+
+def plain_log_labels(ax, values):
+    """On a log y axis spanning under two decades, label the minor ticks too, as plain
+    numbers (0.2, 0.5) instead of 2×10⁻¹."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not (v.size and v.max() / v.min() < 100):
+        return
+    digits = {2, 5} if v.max() / v.min() >= 10 else {2, 3, 5}
+
+    def label(x, _):
+        lead = int(round(x / 10.0 ** math.floor(math.log10(x) + 1e-9))) if x > 0 else 0
+        return f"{x:.3g}" if lead == 1 or lead in digits else ""
+    ax.yaxis.set_major_formatter(FuncFormatter(label))
+    ax.yaxis.set_minor_formatter(FuncFormatter(label))
+
+
+def mark_success(ax, success_at, label=True):
+    if success_at is not None:
+        ax.axvline(success_at, color="tab:green", ls=":", lw=1.6,
+                   label=f"solved at epoch {success_at}" if label else None)
+
+
+def fig_train_curves(curves: dict, epochs, attrs: dict, outdir, rep: Report):
+    """Figure T1: loss, gradient norm and test error against the epoch (log y)."""
+    thr = attrs.get("threshold")
+    sat = attrs.get("success_at") if attrs.get("success") else None
+    panels = [("loss", "loss: mean ½(a(T) − d(T))² per sequence", "Training loss", "tab:blue"),
+              ("grad_norm", "mean over batches of ‖∂E/∂W‖$_F$", "Gradient norm", "tab:purple"),
+              ("test_error", "max over test sequences of |a(T) − d(T)|", "Test error",
+               "tab:red")]
+    panels = [p for p in panels if p[0] in curves]
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.6), squeeze=False)
+        for ax, (name, ylabel, title, colour) in zip(axes[0], panels):
+            c = curves[name]
+            x = epochs[c.index]
+            ax.plot(x, c.values, color=colour, lw=1.7, marker="o" if len(x) <= 60 else None,
+                    ms=3.5, label=name.replace("_", " "))
+            if name == "test_error" and thr is not None:
+                ax.axhline(thr, color="black", ls="--", lw=1.3,
+                           label=f"success threshold {fmt(thr)}")
+            mark_success(ax, sat)
+            if np.any(np.asarray(c.values) > 0):
+                ax.set_yscale("log")
+                plain_log_labels(ax, c.values)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
+            ax.set_title(title)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.legend(loc="best")
+        thin = " (every %dth epoch drawn)" % curves["loss"].stride \
+            if "loss" in curves and curves["loss"].stride > 1 else ""
+        outcome = (f"first solved at epoch {sat} of {attrs.get('epochs')}" if sat is not None
+                   else f"not solved in {attrs.get('epochs')} epochs")
+        fig.suptitle(f"Training {attrs.get('task')} with {str(attrs.get('method')).upper()}, "
+                     f"lag {attrs.get('lag')} (T = {attrs.get('T')}), n = "
+                     f"{rep.summary.get('n')}: {outcome}{thin}")
+        fig.tight_layout()
+        name = save(fig, outdir, "train_curves.png")
+    rep.figures.append(Figure(
+        name, "Training curves",
+        "Left: the training loss, the mean over the epoch of E = ½(a(T) − d(T))² per training "
+        "sequence (/train/loss). Middle: the mean over the epoch's batches of the Frobenius norm "
+        "of the batch-mean gradient ∂E/∂W (/train/grad_norm). Right: the largest |a(T) − d(T)| "
+        "over the test set after the epoch (/train/test_error) against the success threshold "
+        "(dashed): the task counts as solved once every test sequence is within it. All on log "
+        "scales; the dotted green line marks the epoch that first solved the task." + thin))
+
+
+def fig_train_lag_share(mp: EpochLagMap, epochs, attrs: dict, long_from: int, outdir,
+                        rep: Report):
+    """Figure T2: the per-lag share of dE/dW over training."""
+    E, T = len(epochs), int(attrs["T"])
+    lag = int(attrs["lag"])
+    rng = finite_range(mp.image)
+    with plt.rc_context(STYLE):
+        fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(17, 5.0),
+                                         gridspec_kw={"width_ratios": [1.2, 1, 1]})
+        vmax = 0.0
+        vmin = max(rng[0], -12.0) if rng else -12.0
+        draw_epoch_lag(fig, a0, mp, E, T, "viridis", plt.Normalize(vmin, vmax),
+                       "log$_{10}$ share of Σ$_L$  (fraction of the epoch's total)")
+        a0.axvline(long_from - 0.5, color="white", ls="--", lw=1.3)
+        a0.set_title("Share of each lag in ∂E/∂W, per epoch")
+        lags = np.arange(T)
+        for c, e in zip(PROFILE_COLOURS * 2, sorted(mp.rows)):
+            y = mp.rows[e]
+            L99 = gio.lag_reaching(y, 0.99)
+            a1.plot(lags, y, color=c, lw=1.7, marker="o" if T <= 60 else None, ms=3,
+                    label=f"epoch {int(epochs[e])}: 99% by L = {fmt(L99)}")
+        a1.axvspan(long_from - 0.5, T - 0.5, color="tab:red", alpha=0.08,
+                   label=f"L ≥ {long_from}: a(T−L−1) at or before the\ninformation step T−lag "
+                         f"= {T - lag}")
+        a1.set_xlim(-0.5, T - 0.5)
+        prng = finite_range(np.concatenate([mp.rows[e] for e in mp.rows]))
+        if prng:
+            a1.set_ylim(prng[0] - 0.05 * (0.0 - prng[0]) - 0.05, 0.15)
+        a1.set_xlabel("lag L  (time steps before the target at T)")
+        a1.set_ylabel("log$_{10}$ share of Σ$_L$ ‖δ(T−L)‖‖a(T−L−1)‖")
+        a1.set_title("Profiles at a few epochs")
+        a1.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a1.legend(loc="best", fontsize=8.5)
+        x = epochs[mp.stat_index]
+        a2.plot(x, mp.stat, color="tab:red", lw=1.7, marker="o" if len(x) <= 60 else None, ms=3,
+                label=f"lags L ≥ {long_from}")
+        mark_success(a2, attrs.get("success_at") if attrs.get("success") else None)
+        a2.set_xlabel("epoch")
+        a2.set_ylabel(f"log$_{{10}}$ share of ∂E/∂W from lags L ≥ {long_from}")
+        a2.set_title("The long-lag share over training")
+        a2.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a2.legend(loc="best")
+        fig.suptitle(f"Per-lag share of the gradient: {attrs.get('task')}, lag {lag} "
+                     f"(T = {T}), {attrs.get('method')}")
+        fig.tight_layout()
+        name = save(fig, outdir, "train_lag_share.png")
+    binned = (f" Heat map: block means of the log10 share over {mp.e_bin} epochs × {mp.l_bin} "
+              "lags." if mp.e_bin > 1 or mp.l_bin > 1 else "")
+    rep.figures.append(Figure(
+        name, "Per-lag share of the gradient over training",
+        "s_L = the mean over the epoch's training sequences of ‖δ(T−L)‖₂‖a(T−L−1)‖₂, the norm "
+        "of the lag-L term δ(T−L)a(T−L−1)ᵀ of ∂E/∂W (/train/log10_lag_share, SPEC §4), shown "
+        "as log10 of its fraction of Σ_L s_L in each epoch. Left: every epoch (colour clipped "
+        "at 12 decades; grey: a zero share, e.g. L = T−1 when a(0) = 0). Middle: the profile "
+        "at the first, middle and final epoch (and the one that solved the task), with the lag "
+        "by which 99% of the total is reached; shaded: the lags whose a(T−L−1) is at or before "
+        f"the information step T−lag = {T - lag}, the only terms that can tie the target to "
+        "the information. Right: their combined share per epoch, i.e. how little of the weight "
+        "update comes from the long lags the task needs (gaps: a share that underflowed to 0)."
+        + binned))
+
+
+def fig_train_flow(mp: EpochLagMap, epochs, attrs: dict, outdir, rep: Report):
+    """Figure T3: log10 ||G(T-L, T)[:, out]|| over training."""
+    E, T = len(epochs), int(attrs["T"])
+    lag = int(attrs["lag"])
+    rng = finite_range(mp.image)
+    with plt.rc_context(STYLE):
+        fig, (a0, a1, a2) = plt.subplots(1, 3, figsize=(17, 5.0),
+                                         gridspec_kw={"width_ratios": [1.2, 1, 1]})
+        span = rng[1] - rng[0] if rng else 0.0
+        if rng and rng[0] < -0.1 * span and rng[1] > 0.1 * span:   # growth and decay
+            norm, cmap = TwoSlopeNorm(0.0, rng[0], rng[1]), "RdBu_r"
+        else:
+            norm, cmap = (plt.Normalize(*rng) if rng else None), "viridis"
+        draw_epoch_lag(fig, a0, mp, E, T, cmap, norm,
+                       "log$_{10}$ ‖G(T−L, T)[:, out]‖$_2$")
+        if lag < T:
+            a0.axvline(lag, color="black", ls="--", lw=1.2)
+        a0.set_title("Error flow from the output unit, per epoch")
+        lags = np.arange(T)
+        for c, e in zip(PROFILE_COLOURS * 2, sorted(mp.rows)):
+            y = mp.rows[e]
+            rate = gio.fit_decay_rate(y)
+            a1.plot(lags, y, color=c, lw=1.7, marker="o" if T <= 60 else None, ms=3,
+                    label=f"epoch {int(epochs[e])}: fitted {rate:+.3f} /step")
+        if lag < T:
+            a1.axvline(lag, color="black", ls="--", lw=1.2,
+                       label=f"L = lag = {lag}: the information step")
+        a1.axhline(0.0, color="grey", lw=0.8)
+        a1.set_xlim(-0.5, T - 0.5)
+        a1.set_xlabel("lag L  (time steps before the target at T)")
+        a1.set_ylabel("log$_{10}$ ‖∂δ(T−L)/∂δ$_{out}$(T)‖$_2$")
+        a1.set_title("Profiles at a few epochs")
+        a1.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a1.legend(loc="best", fontsize=8.5)
+        x = epochs[mp.stat_index]
+        a2.plot(x, mp.stat, color="black", lw=1.7, marker="o" if len(x) <= 60 else None, ms=3,
+                label=f"L = {lag}")
+        a2.axhline(0.0, color="grey", lw=0.8)
+        mark_success(a2, attrs.get("success_at") if attrs.get("success") else None)
+        a2.set_xlabel("epoch")
+        a2.set_ylabel(f"log$_{{10}}$ ‖G(T−{lag}, T)[:, out]‖$_2$")
+        a2.set_title("Flow reaching the information step")
+        a2.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a2.legend(loc="best")
+        fig.suptitle(f"Error flow during training: {attrs.get('task')}, lag {lag} (T = {T}), "
+                     f"{attrs.get('method')}; test sequence 0 after each epoch")
+        fig.tight_layout()
+        name = save(fig, outdir, "train_flow.png")
+    binned = (f" Heat map: block means over {mp.e_bin} epochs × {mp.l_bin} lags."
+              if mp.e_bin > 1 or mp.l_bin > 1 else "")
+    rep.figures.append(Figure(
+        name, "Error flow from the output unit over training",
+        "log10 ‖G(T−L, T)[:, out]‖₂ = log10 ‖∂δ(T−L)/∂δ_out(T)‖₂, the exact norm of the column "
+        "of SPEC §3's flow tensor that carries the output error back L steps, on test sequence "
+        "0 after each epoch (/train/log10_flow; 0 at L = 0). Left: every epoch (where the flow "
+        "both grows and vanishes noticeably, red: growing, blue: vanishing). Middle: profiles "
+        "at the first, middle and final epoch (and the one "
+        "that solved the task), with the fitted decay rate (least-squares slope per step). "
+        f"Right: the flow at L = lag = {lag}, where the information entered the net." + binned))
+
+
+def fig_sweep(sw, outdir, rep: Report):
+    """Figure S1: success rate and cost against the lag of a sweep."""
+    with plt.rc_context(STYLE):
+        fig, (a0, a1) = plt.subplots(1, 2, figsize=(12.5, 4.8))
+        draw_sweeps(a0, a1, [(f"{sw.method} ({sw.success.shape[1]} trials a lag)", sw)])
+        fig.suptitle(f"Success against the lag: task {sw.task}, method {sw.method}, "
+                     f"threshold {fmt(sw.threshold)}")
+        fig.tight_layout()
+        name = save(fig, outdir, "sweep_success.png")
+    rep.figures.append(Figure(
+        name, "Success rate against the lag",
+        "Left: the fraction of trials (independent seeds) that solved the task at each lag "
+        "(/train/sweep/success_rate), with 95% Wilson intervals for the number of trials. "
+        f"Right: the {sw.unit} each solved trial needed (/train/sweep/success_at; small points) "
+        "and their mean over the solved trials (line), on a log scale. Lags with no solved "
+        "trial have no mean."))
+
+
+def lag_axis(ax, lags):
+    """A log lag axis labelled with the lags themselves when they span a factor >= 4."""
+    lags = np.asarray(sorted(set(int(x) for x in lags)))
+    if lags.size and lags.min() > 0 and lags.max() >= 4 * lags.min():
+        ax.set_xscale("log")
+        if lags.size <= 12:
+            ax.xaxis.set_major_locator(FixedLocator(lags))
+            ax.xaxis.set_minor_locator(FixedLocator([]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("lag  (time steps between the information and the target; log scale)")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("lag  (time steps between the information and the target)")
+
+
+def draw_sweeps(a_rate, a_cost, entries):
+    """Success rate (with 95% Wilson intervals) and the cost of the solved trials against the
+    lag, one colour per (label, Sweep) entry; shared by report.py and compare.py."""
+    colours = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown",
+               "tab:pink", "tab:olive", "tab:cyan", "tab:grey")
+    markers = "osD^vP*X<>"
+    units = set()
+    all_lags = []
+    nent = len(entries)
+    for k, (label, sw) in enumerate(entries):
+        c, mk = colours[k % len(colours)], markers[k % len(markers)]
+        tab = gio.sweep_table(sw)
+        lags = np.array([r["lag"] for r in tab], dtype=float)
+        all_lags += lags.tolist()
+        # small horizontal offsets keep several files' bars apart
+        shift = (1.0 + 0.025 * (k - (nent - 1) / 2)) if nent > 1 else 1.0
+        rate = np.array([r["success_rate"] for r in tab])
+        ci = np.array([r["success_rate_95ci"] for r in tab]).reshape(-1, 2)
+        a_rate.errorbar(lags * shift, rate, yerr=[rate - ci[:, 0], ci[:, 1] - rate], color=c,
+                        marker=mk, ms=7, lw=1.8, capsize=3, label=label)
+        units.add(sw.unit)
+        solved = sw.success > 0.5
+        for i, L in enumerate(lags):
+            at = sw.success_at[i][solved[i]]
+            if at.size:
+                a_cost.plot(np.full(at.size, L * shift), at, ls="none", marker=mk, ms=4,
+                            color=c, alpha=0.35)
+        mean = np.array([r["mean_success_at"] if r["mean_success_at"] is not None else np.nan
+                         for r in tab], dtype=float)
+        a_cost.plot(lags * shift, mean, color=c, marker=mk, ms=7, lw=1.8,
+                    label=f"{label}: mean {sw.unit} of the solved trials")
+    for ax in (a_rate, a_cost):
+        lag_axis(ax, all_lags)
+    a_rate.set_ylim(-0.04, 1.06)
+    a_rate.set_ylabel("success rate  (fraction of trials solved)")
+    a_rate.set_title("Success rate (bars: 95% Wilson interval)")
+    a_rate.legend(loc="best")
+    what = " / ".join(sorted(units))
+    a_cost.set_yscale("log")
+    a_cost.set_ylabel(f"{what} until solved  (log scale)")
+    a_cost.set_title("Cost of the solved trials (points: single trials)")
+    if a_cost.lines:
+        a_cost.legend(loc="best", fontsize=8.5)
+
+
+def train_run_numbers(f, attrs: dict, budget: int, rep: Report) -> dict:
+    """The summary of a single training run (attributes, curve statistics, weights)."""
+    t = {"kind": "run", **{k: attrs.get(k) for k in (
+        "task", "method", "lag", "T", "threshold", "success", "success_at", "epochs",
+        "guesses", "final_test_error")}}
+    if attrs.get("T") is not None and attrs.get("lag") is not None:
+        t["information_step"] = int(attrs["T"]) - int(attrs["lag"])
+    fpt = gio.FPRIME_MAX_THEORY.get(str(rep.summary.get("activation")))
+    weights = {}
+    for key, path in (("initial", "model/W"), ("final", "train/W")):
+        if path in f:
+            ws = weight_stats(f[path], budget)
+            n = f[path].shape[0]
+            ws["lambda"] = n * ws["w_max"] * fpt if fpt is not None else None
+            ws["bound_rate"] = (gio.log10_safe(fpt * ws["norm_A"]) if fpt is not None else None)
+            weights[key] = ws
+    t["weights"] = weights
+    return t
+
+
+def train_run_section(f, attrs: dict, budget: int, outdir, rep: Report):
+    s = rep.summary
+    t = train_run_numbers(f, attrs, budget, rep)
+    s["train"] = t
+    epochs = gio.train_epochs(f)
+    if epochs is None or len(epochs) == 0:
+        t["final_loss"] = None
+        rep.notes.append(f"The training run ({attrs.get('method')}) has no per-epoch data "
+                         "(weight guessing has no epochs): no training figures; "
+                         f"{'solved' if attrs.get('success') else 'not solved'} after "
+                         f"{attrs.get('guesses')} guesses.")
+        return
+    thr = attrs.get("threshold")
+    curves = {}
+    for name in gio.TRAIN_CURVES:
+        if f"train/{name}" in f:
+            c = gio.read_curve(f[f"train/{name}"], budget,
+                               threshold=thr if name == "test_error" else None)
+            curves[name] = c
+            t[name] = {"initial": c.first, "final": c.last, "min": c.min,
+                       "min_epoch": int(epochs[c.argmin]) if c.argmin >= 0 else None,
+                       "max": c.max}
+            if name == "test_error":
+                t[name]["first_epoch_below_threshold"] = (
+                    int(epochs[c.first_below]) if c.first_below is not None else None)
+    t["final_loss"] = t["loss"]["final"] if "loss" in t else None
+    t["initial_loss"] = t["loss"]["initial"] if "loss" in t else None
+    if "test_error" in t:
+        te = t["test_error"]
+        if attrs.get("final_test_error") is not None and te["final"] != attrs["final_test_error"]:
+            rep.notes.append(f"/train/test_error ends at {te['final']!r}, but the attribute "
+                             f"final_test_error is {attrs['final_test_error']!r}.")
+        want = attrs.get("success_at") if attrs.get("success") else None
+        if te["first_epoch_below_threshold"] != want:
+            rep.notes.append(f"The test error first falls below the threshold at epoch "
+                             f"{te['first_epoch_below_threshold']}, but /train says success_at "
+                             f"= {attrs.get('success_at')} (success {attrs.get('success')}).")
+    fig_train_curves(curves, epochs, attrs, outdir, rep)
+    E = len(epochs)
+    rows = profile_epochs(E, attrs.get("success_at") if attrs.get("success") else None)
+    T, lag = int(attrs["T"]), int(attrs["lag"])
+    if "train/log10_lag_share" in f:
+        long_from = max(0, lag - 1)
+
+        def long_share(y):
+            tail = y[long_from:]
+            ok = np.isfinite(tail)
+            if not ok.any():
+                return -math.inf
+            top = float(tail[ok].max())
+            return top + math.log10(float(np.sum(10.0 ** (tail[ok] - top))))
+        mp = epoch_lag_map(f["train/log10_lag_share"], budget, gio.log10_fractions, long_share,
+                           set(rows))
+        t["lag_share"] = {
+            "definition": "s_L = mean over the epoch's sequences of ||delta(T-L)||_2 "
+                          "||a(T-L-1)||_2 (the lag-L term of dE/dW); shares are s_L / sum_L s_L",
+            "long_lags_from": long_from,
+            "long_lags_definition": "L >= lag - 1: a(T-L-1) at or before the information step T - lag",
+            "log10_share_long_lags": {"initial": mp.stat_first, "final": mp.stat_last,
+                                      "min": mp.stat_min, "max": mp.stat_max},
+            "profiles": [{"epoch": int(epochs[e]),
+                          "lag_99pct": gio.lag_reaching(mp.rows[e], 0.99),
+                          "log10_share_long_lags": long_share(mp.rows[e]),
+                          "share_long_lags": 10.0 ** long_share(mp.rows[e]),
+                          "log10_share_lag0": float(mp.rows[e][0]),
+                          "log10_share_at_lag_minus_1": float(mp.rows[e][long_from])}
+                         for e in rows]}
+        fig_train_lag_share(mp, epochs, attrs, long_from, outdir, rep)
+    else:
+        rep.notes.append("Training lag-share figure skipped: /train/log10_lag_share missing.")
+    if "train/log10_flow" in f:
+        at = min(lag, T - 1)
+        mp = epoch_lag_map(f["train/log10_flow"], budget, lambda y: y, lambda y: float(y[at]),
+                           set(rows))
+        t["flow"] = {
+            "definition": "log10 ||G(T-L, T)[:, out]||_2 on test sequence 0 after the epoch",
+            "information_lag": at,
+            "log10_flow_at_information_lag": {"initial": mp.stat_first, "final": mp.stat_last,
+                                              "min": mp.stat_min, "max": mp.stat_max},
+            "profiles": [{"epoch": int(epochs[e]), "decay_rate": gio.fit_decay_rate(mp.rows[e]),
+                          "log10_flow_at_information_lag": float(mp.rows[e][at]),
+                          "log10_flow_last_lag": float(mp.rows[e][-1])} for e in rows]}
+        fig_train_flow(mp, epochs, attrs, outdir, rep)
+    else:
+        rep.notes.append("Training flow figure skipped: /train/log10_flow missing.")
+
+
+def train_sweep_section(f, attrs: dict, outdir, rep: Report):
+    sw = gio.read_sweep(f)
+    tab = gio.sweep_table(sw)
+    solved_all = [r["lag"] for r in tab if r["solved"] == r["trials"]]
+    solved_any = [r["lag"] for r in tab if r["solved"] > 0]
+    rep.summary["train"] = {
+        "kind": "sweep", "task": sw.task, "method": sw.method, "threshold": sw.threshold,
+        "success_at_unit": sw.unit, "lags": sw.lags.tolist(), "trials": int(sw.success.shape[1]),
+        "success_rate": sw.success_rate.tolist(),
+        "overall_success_rate": float(sw.success.mean()) if sw.success.size else None,
+        "largest_lag_all_solved": max(solved_all) if solved_all else None,
+        "largest_lag_any_solved": max(solved_any) if solved_any else None,
+        "per_lag": tab}
+    for r in tab:
+        if abs(r["success_rate"] - r["success_rate_recomputed"]) > 1e-12:
+            rep.notes.append(f"/train/sweep/success_rate at lag {r['lag']} is "
+                             f"{r['success_rate']!r}, but the trials give "
+                             f"{r['success_rate_recomputed']!r}.")
+    if sw.lags.size:
+        fig_sweep(sw, outdir, rep)
+    else:
+        rep.notes.append("The sweep has no lags: no sweep figure.")
+
+
+def train_section(f, budget: int, outdir, rep: Report):
+    """The training figures and numbers (report item 5)."""
+    try:
+        train_kinds(f, budget, outdir, rep)
+    except KeyError as exc:
+        if gio.is_complete(f):
+            raise
+        rep.summary.setdefault("train", {"kind": gio.train_kind(f), "error": str(exc)})
+        rep.notes.append(f"Training figures incomplete: {exc} (the file is incomplete).")
+
+
+def train_kinds(f, budget: int, outdir, rep: Report):
+    kind = gio.train_kind(f)
+    attrs = gio.train_attrs(f)
+    if kind is None:
+        rep.summary["train"] = None
+        rep.notes.append("No /train group: no training figures (written by `gradflow train`).")
+    elif kind == "sweep":
+        train_sweep_section(f, attrs, outdir, rep)
+    elif kind == "run":
+        train_run_section(f, attrs, budget, outdir, rep)
+    else:
+        rep.summary["train"] = {"kind": "unknown", "attrs": attrs}
+        rep.notes.append("The file has a /train group with neither a training run (attribute "
+                         "'method', /train/W) nor /train/sweep: no training figures.")
+
+
 # ---------------------------------------------------------------- the report
 
 
@@ -800,12 +1358,15 @@ def bound_rates(s: dict):
             rate(s.get("fprime_max_measured"), s.get("norm_A")))
 
 
-def forward_section(f, fa: dict, ws: dict, budget: int, outdir, rep: Report):
-    """Figures 4a-c and the path-factor numbers; returns the PathFactorStats or None."""
+def forward_section(f, fa: dict, ws: dict, budget: int, outdir, rep: Report,
+                    training: bool = False):
+    """Figures 4a-c and the path-factor numbers; returns the PathFactorStats or None.
+    `training`: the file is a training file (its missing groups get one note elsewhere)."""
     s = rep.summary
     if "forward/a" not in f or "forward/fprime" not in f:
         s["fprime_max_measured"] = fa.get("fprime_max_measured")
-        rep.notes.append("Activation figures skipped: /forward/a or /forward/fprime missing.")
+        if not training:
+            rep.notes.append("Activation figures skipped: /forward/a or /forward/fprime missing.")
         return None
     fpt = s["fprime_max_theory"] or 1.0
     fst = forward_stats(f["forward/a"], f["forward/fprime"], budget, fpt * 1.04)
@@ -833,12 +1394,13 @@ def forward_section(f, fa: dict, ws: dict, budget: int, outdir, rep: Report):
     return pf
 
 
-def flow_section(f, pf, budget: int, outdir, rep: Report):
+def flow_section(f, pf, budget: int, outdir, rep: Report, training: bool = False):
     """Figures 1-3 and the per-target numbers."""
     s = rep.summary
     if "flow/log10_norm_fro" not in f or "flow/targets" not in f:
-        rep.notes.append("Flow figures skipped: the file has no /flow (run with "
-                         "--flow-targets none, or incomplete).")
+        if not training:
+            rep.notes.append("Flow figures skipped: the file has no /flow (run with "
+                             "--flow-targets none, or incomplete).")
         return
     fig_flow_decay(f, outdir, rep, budget)
     if pf is not None:
@@ -898,21 +1460,29 @@ def build_report(path, outdir, allow_incomplete: bool = False,
             rep.notes.append("The file is INCOMPLETE (complete != 1): the run did not finish; "
                              "missing parts are skipped.")
         ws = basic_numbers(f, cfg, fa, budget, rep)
-        pf = forward_section(f, fa, ws, budget, outdir, rep)      # (4)
+        kind = gio.train_kind(f)
+        training = kind in ("run", "sweep")
+        missing = [g for g in ("forward", "flow", "lag") if g not in f]
+        if training and missing:
+            rep.notes.append(
+                f"A training file (`gradflow train`, {'a sweep' if kind == 'sweep' else 'one run'})"
+                f": it has no {', '.join('/' + g for g in missing)}, so the "
+                + ("activation, f' and path-factor, " if "forward" in missing else "")
+                + ("flow-decay, heat-map and per-lag-share " if "flow" in missing else "")
+                + "figures of a gradflow run are skipped; the training figures are drawn from "
+                "/train.")
+        if kind == "run" and "model/W" in f:
+            rep.notes.append("In a training file /model holds the initial weights: ‖W‖_A, λ and "
+                             "the bound rates in the table are the initial net's; the final "
+                             "weights' are in summary.json under train.weights.final.")
+        pf = forward_section(f, fa, ws, budget, outdir, rep, training)      # (4)
         s["bound_rate_theory"], s["bound_rate_measured"] = bound_rates(s)
         s["bound_rate_columns"] = (gio.log10_safe(s["fprime_max_theory"] * s["norm_A_columns"])
                                    if None not in (s["fprime_max_theory"], s["norm_A_columns"])
                                    else None)
-        flow_section(f, pf, budget, outdir, rep)                  # (1)-(3)
+        flow_section(f, pf, budget, outdir, rep, training)        # (1)-(3)
         tensor_section(f, budget, rep)
-        if gio.has_train(f):                                      # (5)
-            s["train"] = "present (not analysed by this version)"
-            rep.notes.append("The file has a /train group; this version of report.py does not "
-                             "analyse training yet (its layout is not fixed in gradflow/1).")
-        else:
-            s["train"] = None
-            rep.notes.append("No /train group: no training figures (a later gradflow version "
-                             "adds training).")
+        train_section(f, budget, outdir, rep)                     # (5)
         layout = gio.describe(f)
     rep.figures.sort(key=lambda fig: FIGURE_ORDER.index(fig.file)
                      if fig.file in FIGURE_ORDER else len(FIGURE_ORDER))
@@ -967,6 +1537,7 @@ def write_html(path, rep: Report, cfg, layout):
                          f"<td>{fmt(p.get('lag_99pct_of_contribution'))}</td>"
                          f"<td>{'n/a' if fr is None else f'{100 * fr:.4g}%'}</td></tr>")
         parts.append("</table>")
+    parts += train_html(s.get("train"))
     if rep.notes:
         parts.append("<h2>Notes</h2><ul>")
         parts += [f"<li class='note'>{e(n)}</li>" for n in rep.notes]
@@ -985,6 +1556,71 @@ def write_html(path, rep: Report, cfg, layout):
     parts.append("</table></body></html>")
     with open(path, "w", encoding="utf-8") as out:
         out.write("\n".join(parts) + "\n")
+
+
+def pct(x):
+    return "n/a" if x is None else f"{100 * x:.3g}%"
+
+
+def train_html(t) -> list:
+    """The training tables of index.html (a run or a sweep); [] without /train."""
+    if not isinstance(t, dict) or t.get("kind") not in ("run", "sweep"):
+        return []
+    e = html.escape
+    if t["kind"] == "sweep":
+        parts = [f"<h2>Training sweep: {e(str(t['task']))}, {e(str(t['method']))}, "
+                 f"{t['trials']} trials a lag, threshold {fmt(t['threshold'])}</h2>",
+                 f"<table><tr><th>lag</th><th>solved</th><th>success rate</th>"
+                 f"<th>95% interval</th><th>mean {e(t['success_at_unit'])} (solved)</th>"
+                 f"<th>median</th><th>range</th><th>mean final test error</th></tr>"]
+        for r in t["per_lag"]:
+            lo, hi = r["success_rate_95ci"]
+            parts.append(f"<tr><td>{r['lag']}</td><td>{r['solved']} / {r['trials']}</td>"
+                         f"<td>{pct(r['success_rate'])}</td><td>{pct(lo)} .. {pct(hi)}</td>"
+                         f"<td>{fmt(r['mean_success_at'])}</td><td>{fmt(r['median_success_at'])}</td>"
+                         f"<td>{fmt(r['min_success_at'])} .. {fmt(r['max_success_at'])}</td>"
+                         f"<td>{fmt(r['mean_final_test_error'])}</td></tr>")
+        parts.append("</table>")
+        parts.append(f"<p>Largest lag solved by every trial: {fmt(t['largest_lag_all_solved'])}; "
+                     f"by at least one: {fmt(t['largest_lag_any_solved'])}.</p>")
+        return parts
+    w = t.get("weights", {})
+    wi, wf = w.get("initial", {}), w.get("final", {})
+    rows = [("task, lag, T", f"{t.get('task')}, {t.get('lag')}, {t.get('T')} (information at "
+                             f"step {t.get('information_step')})"),
+            ("method", t.get("method")),
+            ("outcome", (f"solved at {'guess' if t.get('method') == 'guess' else 'epoch'} "
+                         f"{t.get('success_at')}" if t.get("success") else "not solved")
+             + f"; {t.get('epochs')} epochs, {t.get('guesses')} guesses"),
+            ("test error final (threshold)", f"{fmt(t.get('final_test_error'))} "
+                                             f"({fmt(t.get('threshold'))})")]
+    if "loss" in t:
+        rows.append(("loss first → final epoch", f"{fmt(t['loss']['initial'])} → "
+                                                 f"{fmt(t['loss']['final'])}"))
+    if "grad_norm" in t:
+        rows.append(("‖∂E/∂W‖_F first → final epoch", f"{fmt(t['grad_norm']['initial'])} → "
+                                                      f"{fmt(t['grad_norm']['final'])}"))
+    if wi and wf:
+        rows.append(("‖W‖_A initial → final", f"{fmt(wi['norm_A'])} → {fmt(wf['norm_A'])}"))
+        rows.append(("λ = n w_max f'max initial → final",
+                     f"{fmt(wi.get('lambda'))} → {fmt(wf.get('lambda'))}"))
+    ls = t.get("lag_share")
+    if ls:
+        a = ls["log10_share_long_lags"]
+        rows.append((f"share of ∂E/∂W from lags ≥ {ls['long_lags_from']} first → final epoch "
+                     "(smallest)",
+                     f"{pct(10 ** a['initial'] if a['initial'] is not None else None)} → "
+                     f"{pct(10 ** a['final'] if a['final'] is not None else None)} "
+                     f"({pct(10 ** a['min'] if a['min'] is not None else None)})"))
+    fl = t.get("flow")
+    if fl:
+        a = fl["log10_flow_at_information_lag"]
+        rows.append((f"log10 ‖G(T−{fl['information_lag']}, T)[:, out]‖ first → final epoch",
+                     f"{fmt(a['initial'])} → {fmt(a['final'])}"))
+    parts = ["<h2>Training run</h2><table>"]
+    parts += [f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows]
+    parts.append("</table>")
+    return parts
 
 
 def main(argv=None) -> int:

@@ -11,6 +11,12 @@ an independent numpy computation from the file's own datasets:
   T x n x n array (affordable at this size; the tool never forms it);
 * the flow tensor read through a memory cap smaller than /flow/G: no block
   larger than the cap, and all blocks together equal a direct read.
+
+Training files (`gradflow train`: one BPTT run, a BPTT sweep and a guessing sweep of
+the latch task, n <= 10, a few epochs, 3 lags x 2 trials; well under a second each)
+are reported too: the training figures are written and not blank, and summary.json's
+training numbers (final loss, success, the long-lag share, the flow at the task's
+lag, the success rate per lag) agree with an independent read of the file.
 """
 import json
 import pathlib
@@ -320,3 +326,188 @@ def test_compare_refuses_a_foreign_file(main_file, work):
         f.attrs["format"] = "other/1"
     r = run_tool("compare.py", main_file, path, "-o", work / "cmp_bad")
     assert r.returncode != 0 and "other/1" in r.stderr and str(path) in r.stderr
+
+
+# ---------------------------------------------------------------- training files
+
+TRAIN = ["train", "--task", "latch", "--units", "9", "--train-size", "40", "--batch", "10",
+         "--test-size", "20", "--seed", "3", "--quiet"]
+# the sweeps: some trials fail (too few epochs or guesses for the longer lags)
+SWEEP = ["train", "--task", "latch", "--sweep-lag", "2,6,20", "--trials", "2", "--units", "8",
+         "--train-size", "40", "--batch", "10", "--test-size", "20", "--grid", "2x1", "--quiet"]
+TRAIN_FIGURES = {"train_curves.png", "train_lag_share.png", "train_flow.png"}
+
+
+def assert_not_blank(path):
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 300 and img.shape[1] > 600, path.name
+    rgb = img[..., :3]
+    assert float(rgb.var()) > 0, f"{path.name} is blank"
+    # more than a frame and a title: a good part of the pixels is not white
+    assert float((rgb.min(axis=2) < 0.9).mean()) > 0.03, f"{path.name} is nearly empty"
+
+
+@pytest.fixture(scope="module")
+def train_run(gradflow, work):
+    path = work / "train_run.h5"
+    gradflow.ok(TRAIN + ["--lag", "6", "--epochs", "12", "-o", path], np=2)
+    out = work / "train_run_report"
+    ok_tool("report.py", path, "-o", out)
+    return path, out, json.loads((out / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sweeps(gradflow, work):
+    bptt, guess = work / "sweep_bptt.h5", work / "sweep_guess.h5"
+    gradflow.ok(SWEEP + ["--max-epochs", "10", "-o", bptt], np=2)
+    gradflow.ok(SWEEP + ["--method", "guess", "--max-guesses", "40", "-o", guess], np=2)
+    return bptt, guess
+
+
+def test_training_run_figures_are_written_and_not_blank(train_run):
+    path, out, s = train_run
+    assert set(s["figures"]) == TRAIN_FIGURES
+    for name in TRAIN_FIGURES:
+        assert_not_blank(out / name)
+    page = (out / "index.html").read_text()
+    assert set(re.findall(r"src='([^']+\.png)'", page)) == TRAIN_FIGURES
+    assert page.count("<figcaption>") == 3 and "Training run" in page
+    # the figures of a gradflow run are skipped with a note, not an error
+    with h5py.File(path, "r") as f:
+        assert not {"forward", "flow", "lag"} & set(f)
+    assert any("training file" in n and "/forward" in n for n in s["notes"])
+    assert s["flow_tensor"] is None and "targets" not in s
+
+
+def test_training_run_summary_agrees_with_the_file(train_run):
+    path, _, s = train_run
+    t = s["train"]
+    with h5py.File(path, "r") as f:
+        g = f["train"]
+        attrs = {k: g.attrs[k] for k in g.attrs if k != "description"}
+        loss, gn, te = g["loss"][()], g["grad_norm"][()], g["test_error"][()]
+        share, flow = g["log10_lag_share"][()], g["log10_flow"][()]
+        W0, W1 = f["model/W"][()], g["W"][()]
+    assert t["kind"] == "run" and t["method"] == "bptt" and t["task"] == "latch"
+    assert (t["lag"], t["T"], t["epochs"]) == (6, 7, 12) == (attrs["lag"], attrs["T"], len(loss))
+    assert t["final_loss"] == loss[-1] and t["initial_loss"] == loss[0]
+    assert t["loss"]["min"] == loss.min() and t["loss"]["min_epoch"] == int(np.argmin(loss)) + 1
+    assert t["grad_norm"]["final"] == gn[-1]
+    assert t["test_error"]["final"] == te[-1] == attrs["final_test_error"]
+    assert t["success"] == attrs["success"] and t["success_at"] == attrs["success_at"]
+    below = np.nonzero(te < attrs["threshold"])[0]
+    assert t["test_error"]["first_epoch_below_threshold"] == (int(below[0]) + 1 if below.size
+                                                              else None)
+    assert t["success_at"] == (int(below[0]) + 1 if below.size else -1)
+    # the share of dE/dW from the lags L >= lag - 1 (the terms that reach back to the
+    # information step), per epoch, from 10^log10_lag_share
+    sh = np.where(np.isfinite(share), 10.0 ** share, 0.0)
+    frac = sh[:, 5:].sum(axis=1) / sh.sum(axis=1)
+    ls = t["lag_share"]
+    assert ls["long_lags_from"] == 5
+    assert ls["log10_share_long_lags"]["final"] == pytest.approx(np.log10(frac[-1]), abs=1e-12)
+    assert ls["log10_share_long_lags"]["min"] == pytest.approx(np.log10(frac.min()), abs=1e-12)
+    epochs = [p["epoch"] for p in ls["profiles"]]
+    assert epochs[0] == 1 and epochs[-1] == 12 and 6 in epochs
+    for p in ls["profiles"]:
+        e = p["epoch"] - 1
+        assert p["share_long_lags"] == pytest.approx(frac[e], rel=1e-10)
+        cum = np.cumsum(sh[e]) / sh[e].sum()
+        assert p["lag_99pct"] == int(np.argmax(cum >= 0.99 - 1e-12))
+    fl = t["flow"]
+    assert fl["information_lag"] == 6
+    assert fl["log10_flow_at_information_lag"]["final"] == flow[-1, 6]
+    assert fl["log10_flow_at_information_lag"]["max"] == flow[:, 6].max()
+    for p in fl["profiles"]:
+        y = flow[p["epoch"] - 1]
+        assert p["decay_rate"] == pytest.approx(np.polyfit(np.arange(7), y, 1)[0], abs=1e-9)
+    assert t["weights"]["initial"]["norm_A"] == pytest.approx(np.abs(W0).sum(axis=1).max(),
+                                                              rel=1e-12)
+    assert t["weights"]["final"]["norm_A"] == pytest.approx(np.abs(W1).sum(axis=1).max(),
+                                                            rel=1e-12)
+    assert t["weights"]["final"]["lambda"] == pytest.approx(9 * np.abs(W1).max(), rel=1e-12)
+
+
+def test_training_maps_are_read_in_bounded_blocks(train_run):
+    """The same heat map, profiles and per-epoch numbers through a one-row budget."""
+    import report
+    path, _, _ = train_run
+    with gio.open_file(path) as f:
+        ds = f["train/log10_lag_share"]
+        full = ds[()]
+        maps = [report.epoch_lag_map(ds, b, gio.log10_fractions, lambda y: float(y[0]), {0, 11})
+                for b in (1, 1 << 20)]
+        curve = gio.read_curve(f["train/loss"], 8, max_points=5)
+        loss = f["train/loss"][()]
+    for mp in maps:
+        assert np.array_equal(mp.image, np.array([gio.log10_fractions(r) for r in full]))
+        assert mp.stat_index.tolist() == list(range(12))
+        assert mp.stat_last == gio.log10_fractions(full[-1])[0]
+    assert curve.n == 12 and curve.stride == 3 and curve.index.tolist() == [0, 3, 6, 9, 11]
+    assert curve.values.tolist() == loss[[0, 3, 6, 9, 11]].tolist()
+    assert (curve.last, curve.min, curve.max) == (loss[-1], loss.min(), loss.max())
+
+
+def test_sweep_report_shows_success_rate_per_lag(sweeps, work):
+    path = sweeps[0]
+    out = work / "sweep_report"
+    ok_tool("report.py", path, "-o", out)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["figures"] == ["sweep_success.png"]
+    assert_not_blank(out / "sweep_success.png")
+    assert "src='sweep_success.png'" in (out / "index.html").read_text()
+    with h5py.File(path, "r") as f:
+        g = f["train/sweep"]
+        succ, at, rate, lags = g["success"][()], g["success_at"][()], g["success_rate"][()], \
+            g["lags"][()]
+    t = s["train"]
+    assert t["kind"] == "sweep" and t["method"] == "bptt" and t["success_at_unit"] == "epochs"
+    assert t["lags"] == lags.tolist() == [2, 6, 20] and t["trials"] == 2
+    assert t["success_rate"] == rate.tolist() == succ.mean(axis=1).tolist()
+    assert 0 < succ.mean() < 1, "the test sweep should have solved and failed trials"
+    for r, L, row, row_at in zip(t["per_lag"], lags, succ, at):
+        assert r["lag"] == L and r["solved"] == int(row.sum())
+        assert r["success_rate_recomputed"] == row.mean()
+        ok = row == 1
+        assert r["mean_success_at"] == (pytest.approx(row_at[ok].mean()) if ok.any() else None)
+        lo, hi = r["success_rate_95ci"]
+        assert lo <= row.mean() <= hi
+    assert t["overall_success_rate"] == pytest.approx(succ.mean())
+    assert not any("success_rate at lag" in n for n in s["notes"])
+
+
+def test_guess_run_without_epochs_is_reported_with_a_note(gradflow, work):
+    path = work / "guess_run.h5"
+    gradflow.ok(["train", "--task", "latch", "--method", "guess", "--lag", "3", "--units", "8",
+                 "--max-guesses", "50", "--test-size", "20", "--quiet", "-o", path], np=2)
+    out = work / "guess_run_report"
+    ok_tool("report.py", path, "-o", out)
+    s = json.loads((out / "summary.json").read_text())
+    with h5py.File(path, "r") as f:
+        attrs = dict(f["train"].attrs)
+    assert s["figures"] == []
+    assert s["train"]["kind"] == "run" and s["train"]["method"] == "guess"
+    assert s["train"]["guesses"] == attrs["guesses"] and s["train"]["success"] == attrs["success"]
+    assert any("no per-epoch data" in n for n in s["notes"])
+
+
+def test_compare_success_rates_side_by_side(sweeps, train_run, work):
+    bptt, guess = sweeps
+    out = work / "compare_train"
+    ok_tool("compare.py", bptt, guess, train_run[0], "-o", out)
+    s = json.loads((out / "summary.json").read_text())
+    assert s["figures"] == ["success_vs_lag.png"]
+    assert_not_blank(out / "success_vs_lag.png")
+    page = (out / "index.html").read_text()
+    assert "src='success_vs_lag.png'" in page and "<figcaption>" in page
+    t = s["train"]
+    assert t["compared"] is True and t["figure"] == "success_vs_lag.png"
+    assert [r["method"] for r in t["sweeps"]] == ["bptt", "guess"]
+    assert [r["success_at_unit"] for r in t["sweeps"]] == ["epochs", "guesses"]
+    for r, path in zip(t["sweeps"], sweeps):
+        with h5py.File(path, "r") as f:
+            succ = f["train/sweep/success"][()]
+            assert r["lags"] == f["train/sweep/lags"][()].tolist()
+        assert r["success_rate"] == succ.mean(axis=1).tolist()
+    assert [r["file"] for r in t["runs"]] == [str(train_run[0])]
+    assert any("training file" in n for n in s["notes"])
