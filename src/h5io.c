@@ -862,3 +862,129 @@ int gf_h5_write_sweep(GfH5Out *h, const GfTrainSpec *spec, const int64_t *lags, 
     H5Gclose(g);
     return gf_par_agree(h->par, rc);
 }
+
+/* ---- training checkpoints ---- */
+
+int gf_h5_write_velocity(GfH5Out *h, const GfModel *mo, const GfTrainLog *log)
+{
+    const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo;
+    const int g0 = gf_par_time_rank(h->par) == 0;
+    hid_t g = group(h, "checkpoint", "state to resume training: momentum of W, U, b (train/ holds the "
+                                     "curves so far, model/ the current weights)");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    const double *v = log->velocity;
+    int rc = attr_i64(g, "epochs", log->epochs);
+    rc = rc ? rc : put_f64(h, g, "vW", 2, AX_UNIT, AX_UNIT, "momentum of W", lo, nl, 0, n, n, v, g0);
+    rc = rc ? rc : put_f64(h, g, "vU", 2, AX_UNIT, AX_INPUT, "momentum of U", lo, nl, 0, m, m, v + nl * n, g0);
+    rc = rc ? rc : put_f64(h, g, "vb", 1, AX_UNIT, AX_UNIT, "momentum of b", lo, nl, 0, 1, 1,
+                           v + nl * n + nl * m, g0);
+    H5Gclose(g);
+    return gf_par_agree(h->par, rc);
+}
+
+/* Reads rows [r0, r0+nr) x all columns of a 1-D or 2-D float dataset into buf. */
+static int read_block(hid_t f, const char *path, int64_t r0, int64_t nr, double *buf)
+{
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    if (ds < 0)
+        return -1;
+    hid_t fs = H5Dget_space(ds);
+    hsize_t dims[2] = {0, 1};
+    const int rank = H5Sget_simple_extent_ndims(fs);
+    H5Sget_simple_extent_dims(fs, dims, NULL);
+    int rc = 0;
+    if (rank < 1 || rank > 2 || (hsize_t)(r0 + nr) > dims[0]) {
+        rc = -1;
+    } else if (nr > 0 && (rank == 1 || dims[1] > 0)) {
+        hsize_t start[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)nr, rank == 2 ? dims[1] : 1};
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+        hid_t ms = H5Screate_simple(rank, count, NULL);
+        rc = H5Dread(ds, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, buf) < 0 ? -1 : 0;
+        H5Sclose(ms);
+    }
+    H5Sclose(fs);
+    H5Dclose(ds);
+    return rc;
+}
+
+static int read_attr_i64(hid_t obj, const char *name, int64_t *v)
+{
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    int rc = a < 0 || H5Aread(a, H5T_NATIVE_INT64, v) < 0 ? -1 : 0;
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfModel *mo, GfTrainLog *log)
+{
+    quiet_hdf5();
+    *ini = NULL;
+    int rc = GF_OK;
+    int64_t ok_complete = 0;
+    /* every rank reads what it needs (a checkpoint is small next to W); the file
+     * is opened read-only with the default driver, which takes no collective step */
+    hid_t f = access(path, R_OK) == 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (f < 0)
+        rc = gf_error(GF_EIO, "--resume: cannot read the checkpoint '%s' (no such file, or not HDF5); "
+                              "it is written by --checkpoint-every or when a run is stopped", path);
+    else if (read_attr_i64(f, "complete", &ok_complete) || ok_complete != 1)
+        rc = gf_error(GF_EDATA, "--resume: the checkpoint '%s' is incomplete", path);
+    if (!rc) {
+        hid_t ds = H5Dopen2(f, "/config/ini", H5P_DEFAULT);
+        hid_t t = ds < 0 ? -1 : H5Dget_type(ds);
+        size_t len = t < 0 ? 0 : H5Tget_size(t);
+        *ini = len ? calloc(len + 1, 1) : NULL;
+        if (!*ini || H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, *ini) < 0)
+            rc = gf_error(GF_EDATA, "--resume: '%s' has no readable /config/ini", path);
+        if (t >= 0)
+            H5Tclose(t);
+        if (ds >= 0)
+            H5Dclose(ds);
+    }
+    const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo, T = mo->T;
+    if (!rc) {
+        hid_t g = H5Gopen2(f, "/train", H5P_DEFAULT), c = H5Gopen2(f, "/checkpoint", H5P_DEFAULT);
+        double fte = 0;
+        hid_t a = g < 0 ? -1 : H5Aopen(g, "final_test_error", H5P_DEFAULT);
+        int bad = g < 0 || c < 0 || read_attr_i64(c, "epochs", &log->epochs) ||
+                  read_attr_i64(g, "success", &log->success) ||
+                  read_attr_i64(g, "success_at", &log->success_at) || a < 0 ||
+                  H5Aread(a, H5T_NATIVE_DOUBLE, &fte) < 0 || log->epochs > log->capacity;
+        log->final_test_error = fte;
+        if (a >= 0)
+            H5Aclose(a);
+        const int64_t E = log->epochs;
+        log->velocity_len = nl * n + nl * m + nl;
+        free(log->velocity);
+        log->velocity = calloc((size_t)(log->velocity_len ? log->velocity_len : 1), sizeof(double));
+        bad = bad || !log->velocity;
+        if (!bad && E > 0)
+            bad = read_block(f, "/train/loss", 0, E, log->loss) ||
+                  read_block(f, "/train/grad_norm", 0, E, log->grad_norm) ||
+                  read_block(f, "/train/test_error", 0, E, log->test_error) ||
+                  read_block(f, "/train/log10_lag_share", 0, E, log->lag_share) ||
+                  read_block(f, "/train/log10_flow", 0, E, log->flow);
+        bad = bad || read_block(f, "/model/W", lo, nl, mo->W) || read_block(f, "/model/b", lo, nl, mo->b) ||
+              (m > 0 && read_block(f, "/model/U", lo, nl, mo->U)) ||
+              read_block(f, "/checkpoint/vW", lo, nl, log->velocity) ||
+              (m > 0 && read_block(f, "/checkpoint/vU", lo, nl, log->velocity + nl * n)) ||
+              read_block(f, "/checkpoint/vb", lo, nl, log->velocity + nl * n + nl * m);
+        (void)T;
+        if (bad)
+            rc = gf_error(GF_EDATA, "--resume: '%s' is not a training checkpoint of this run's sizes", path);
+        if (g >= 0)
+            H5Gclose(g);
+        if (c >= 0)
+            H5Gclose(c);
+    }
+    if (f >= 0)
+        H5Fclose(f);
+    rc = gf_par_agree(par, rc);
+    if (rc) {
+        free(*ini);
+        *ini = NULL;
+    }
+    return rc;
+}

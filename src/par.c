@@ -99,6 +99,13 @@ int gf_par_agree(const GfPar *par, int status)
     return code;
 }
 
+int gf_par_any(const GfPar *par, int flag)
+{
+    int any = 0;
+    MPI_Allreduce(&flag, &any, 1, MPI_INT, MPI_LOR, par->world);
+    return any;
+}
+
 int gf_par_bcast_string(const GfPar *par, char **text)
 {
     long long len = (par->rank == 0 && *text) ? (long long)strlen(*text) : -1;

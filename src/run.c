@@ -1,6 +1,7 @@
 /* run.c — the gradflow program: prolog (options, files, checks), the
  * simulation (forward, BPTT), epilog (file, summary).  See run.h. */
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <math.h>
@@ -54,9 +55,10 @@ int64_t gf_estimate_file_bytes(int64_t n, int64_t m, int64_t n_out, int64_t T)
 /* Rank 0 prints the agreed error once. */
 static int fail(const GfPar *par, int rc)
 {
+    /* 75 (EX_TEMPFAIL) is a clean stop with a checkpoint, not an error */
     if (gf_par_rank(par) == 0)
-        fprintf(stderr, "gradflow: error: %s\n", gf_error_message()[0] ? gf_error_message()
-                                                                        : "unknown failure");
+        fprintf(stderr, "gradflow: %s%s\n", rc == GF_TRAIN_STOPPED ? "" : "error: ",
+                gf_error_message()[0] ? gf_error_message() : "unknown failure");
     return rc;
 }
 
@@ -329,6 +331,88 @@ static void report_timer(const GfPar *par, const char *name, double seconds)
         printf("  %-10s %9.3f s min %9.3f s avg %9.3f s max\n", name, s[0], s[1], s[2]);
 }
 
+/* ---- stopping and resuming training ---- */
+
+static volatile sig_atomic_t gf_stop_signal; /* set by SIGTERM / SIGUSR1 */
+
+static void on_stop_signal(int sig) { gf_stop_signal = sig; }
+
+typedef struct {
+    const GfPar *par;
+    const GfConfig *cfg;
+    const char *ini, *cmdline;
+    char ckpt[GF_PATH_MAX + 8];
+    double t_start;
+    const GfTrainSpec *spec;
+    int64_t stopped_at;
+} Checkpointer;
+
+/* Collective on world: writes OUTPUT.ckpt (via .partial and a rename, so an
+ * older checkpoint survives a failed write). */
+static int write_checkpoint(Checkpointer *c, const GfModel *mo, const GfTrainLog *log)
+{
+    GfH5Out *h = NULL;
+    int rc = gf_h5_create(c->par, c->ckpt, c->cmdline, mo, &h);
+    rc = rc ? rc : gf_h5_write_config(h, c->cfg, c->ini);
+    rc = rc ? rc : gf_h5_write_params(h, mo);
+    rc = rc ? rc : gf_h5_write_train(h, mo, c->spec, log);
+    rc = rc ? rc : gf_h5_write_velocity(h, mo, log);
+    return gf_h5_close(h, rc);
+}
+
+/* The hook after every epoch: stop when any rank got a signal or the wall
+ * time is up (one collective decides), checkpoint when stopping or due. */
+static int after_epoch(void *ctx, const GfModel *mo, const GfTrainLog *log)
+{
+    Checkpointer *c = ctx;
+    const int want = gf_stop_signal != 0 ||
+                     (c->cfg->max_walltime > 0 && gf_time_now() - c->t_start > c->cfg->max_walltime);
+    const int stop = gf_par_any(c->par, want);
+    if (stop || (c->cfg->checkpoint_every > 0 && log->epochs % c->cfg->checkpoint_every == 0)) {
+        const int rc = write_checkpoint(c, mo, log);
+        if (rc)
+            return rc;
+    }
+    if (stop)
+        c->stopped_at = log->epochs;
+    return stop;
+}
+
+/* The first option whose value differs between two resolved INI texts,
+ * ignoring those that may change between a run and its resumption. */
+static int ini_differs(const char *old, const char *now, char *what, size_t size)
+{
+    static const char *const free_keys[] = {"resume", "checkpoint-every", "max-walltime", "force", "quiet",
+                                            "dry-run", "grid"};
+    for (const char *line = now; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        const char *eq = memchr(line, '=', len);
+        if (eq) {
+            size_t klen = (size_t)(eq - line);
+            while (klen && line[klen - 1] == ' ')
+                --klen;
+            int skip = 0;
+            for (size_t k = 0; k < sizeof free_keys / sizeof free_keys[0]; ++k)
+                skip |= strlen(free_keys[k]) == klen && !strncmp(free_keys[k], line, klen);
+            /* the same line must be in the checkpoint's text */
+            int found = 0;
+            for (const char *p = old; !skip && !found && *p;) {
+                const char *e = strchr(p, '\n');
+                const size_t l = e ? (size_t)(e - p) : strlen(p);
+                found = l == len && !strncmp(p, line, len);
+                p = e ? e + 1 : p + l;
+            }
+            if (!skip && !found) {
+                snprintf(what, size, "%.*s", (int)len, line);
+                return 1;
+            }
+        }
+        line = end ? end + 1 : line + len;
+    }
+    return 0;
+}
+
 /* A trial's seed: a function of --seed and the trial index alone. */
 static uint64_t trial_seed(uint64_t seed, int64_t trial)
 {
@@ -351,18 +435,47 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
     if (!cfg->sweep_lag[0]) { /* one run, the batch split over the time groups */
         GfTrainLog log;
         memset(&log, 0, sizeof log);
+        Checkpointer ck = {.par = par, .cfg = cfg, .ini = ini, .cmdline = cmdline ? cmdline : "",
+                           .t_start = t_start, .spec = &spec, .stopped_at = -1};
+        snprintf(ck.ckpt, sizeof ck.ckpt, "%s.ckpt", cfg->output);
+        GfTrainHook hook = {&ck, after_epoch};
         rc = gf_model_alloc(&mo, cfg->units, cfg->inputs, 1, cfg->steps, gf_par_units(par), cfg->activation);
         rc = rc ? rc : gf_train_log_alloc(&log, spec.epochs > 0 ? spec.epochs : spec.max_epochs, cfg->steps);
         rc = gf_par_agree(par, rc);
-        rc = rc ? rc : load_model(par, cfg, &mo);
+        rc = rc ? rc : load_model(par, cfg, &mo); /* the initial weights, also on resume */
         rc = rc ? rc : gf_h5_create(par, cfg->output, cmdline ? cmdline : "", &mo, &h);
         rc = rc ? rc : gf_h5_write_config(h, cfg, ini);
-        rc = rc ? rc : gf_h5_write_params(h, &mo); /* the initial weights */
+        rc = rc ? rc : gf_h5_write_params(h, &mo);
+        if (!rc && cfg->resume) {
+            char *old = NULL, what[512];
+            rc = gf_h5_read_checkpoint(par, ck.ckpt, &old, &mo, &log);
+            if (!rc && ini_differs(old, ini, what, sizeof what))
+                rc = gf_error(GF_EUSAGE, "--resume: the checkpoint '%s' was written for other options: "
+                                         "'%s' is not what it recorded; resume with the options of the "
+                                         "stopped run", ck.ckpt, what);
+            free(old);
+            rc = gf_par_agree(par, rc);
+        }
+        struct sigaction sa, old_term, old_usr1;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        gf_stop_signal = 0;
+        sigaction(SIGTERM, &sa, &old_term);
+        sigaction(SIGUSR1, &sa, &old_usr1);
         const double t0 = gf_time_now();
-        rc = rc ? rc : gf_par_agree(par, gf_train_run(&spec, &mo, par, &log));
+        rc = rc ? rc : gf_par_agree(par, gf_train_run(&spec, &mo, par, &log, &hook));
         const double t_train = gf_time_now() - t0;
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGUSR1, &old_usr1, NULL);
+        if (rc == GF_TRAIN_STOPPED)
+            gf_error(GF_TRAIN_STOPPED, "stopped after epoch %" PRId64 " (%s); the state is in '%s': "
+                     "run the same command with --resume to continue", ck.stopped_at,
+                     gf_stop_signal ? "signal" : "--max-walltime", ck.ckpt);
         rc = rc ? rc : gf_h5_write_train(h, &mo, &spec, &log);
         rc = gf_h5_close(h, rc);
+        if (!rc && root)
+            unlink(ck.ckpt); /* the finished file supersedes it */
         if (!rc && root) {
             printf("gradflow train: wrote %s in %.3f s on %d ranks (grid %dx%d)\n", cfg->output,
                    gf_time_now() - t_start, gf_par_size(par), cfg->grid_t, cfg->grid_u);
@@ -408,7 +521,7 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
             rc = rc ? rc : gf_train_log_alloc(&log, ts.epochs > 0 ? ts.epochs : ts.max_epochs, tc.steps);
             if (!rc) {
                 gf_model_generate(&mo, &tc, 0, 1, 1);
-                rc = gf_train_run(&ts, &mo, par, &log);
+                rc = gf_train_run(&ts, &mo, par, &log, NULL);
                 if (gf_par_unit_rank(par) == 0) {
                     succ[c] = (double)log.success;
                     at[c] = (double)log.success_at;

@@ -31,6 +31,7 @@ int gf_train_log_alloc(GfTrainLog *log, int64_t capacity, int64_t T)
 void gf_train_log_free(GfTrainLog *log)
 {
     free(log->loss), free(log->grad_norm), free(log->test_error), free(log->lag_share), free(log->flow);
+    free(log->velocity);
     memset(log, 0, sizeof *log);
 }
 
@@ -277,7 +278,8 @@ static void guess_weights(GfModel *mo, const GfTrainSpec *spec, int64_t g)
     }
 }
 
-int gf_train_run(const GfTrainSpec *spec, GfModel *mo, const GfPar *par, GfTrainLog *log)
+int gf_train_run(const GfTrainSpec *spec, GfModel *mo, const GfPar *par, GfTrainLog *log,
+                 const GfTrainHook *hook)
 {
     Batch b;
     int rc = batch_alloc(&b, spec, mo, par);
@@ -301,8 +303,23 @@ int gf_train_run(const GfTrainSpec *spec, GfModel *mo, const GfPar *par, GfTrain
         batch_free(&b);
         return GF_OK;
     }
+    if (!log->velocity) {
+        log->velocity = gf_calloc((size_t)b.glen, sizeof(double), "momentum");
+        log->velocity_len = b.glen;
+    }
+    if (!log->velocity || log->velocity_len != b.glen) {
+        batch_free(&b);
+        return log->velocity ? gf_error(GF_EINTERNAL, "restored momentum has %lld entries, expected %lld",
+                                        (long long)log->velocity_len, (long long)b.glen)
+                             : GF_ENOMEM;
+    }
+    free(b.V);
+    b.V = log->velocity; /* the log owns the momentum, so a checkpoint holds it */
     const int64_t limit = spec->epochs > 0 ? spec->epochs : spec->max_epochs;
-    for (int64_t epoch = 0; epoch < limit && epoch < log->capacity; ++epoch) {
+    int stopped = 0;
+    if (log->success && spec->epochs <= 0)
+        stopped = -1; /* resumed after the solving epoch: nothing left to do */
+    for (int64_t epoch = log->epochs; !stopped && epoch < limit && epoch < log->capacity; ++epoch) {
         double loss = 0, gnorm = 0;
         int64_t batches = 0;
         memset(b.share, 0, (size_t)T * sizeof(double));
@@ -352,18 +369,29 @@ int gf_train_run(const GfTrainSpec *spec, GfModel *mo, const GfPar *par, GfTrain
             log->success = 1;
             log->success_at = epoch + 1;
             if (spec->epochs <= 0)
-                break;
+                stopped = -1;
+        }
+        if (hook && !stopped && epoch + 1 < limit) { /* nothing to stop after the last epoch */
+            const int h = hook->after_epoch(hook->ctx, mo, log);
+            if (h < 0 || h > 1) {
+                b.V = NULL;
+                batch_free(&b);
+                return h;
+            }
+            stopped = h;
         }
     }
+    b.V = NULL; /* owned by the log */
     batch_free(&b);
-    return GF_OK;
+    return stopped == 1 ? GF_TRAIN_STOPPED : GF_OK;
 }
 
 /* ---- options ---- */
 
 static const char *const train_only[] = {"task", "lag", "noise", "method", "lr", "momentum", "batch",
                                          "epochs", "max-epochs", "train-size", "test-size",
-                                         "guess-range", "max-guesses", "sweep-lag", "trials"};
+                                         "guess-range", "max-guesses", "sweep-lag", "trials",
+                                         "checkpoint-every", "max-walltime", "resume"};
 
 int gf_train_parse_lags(const char *spec, int64_t **lags, int64_t *count)
 {
@@ -439,6 +467,10 @@ int gf_train_configure(GfConfig *cfg)
         {"guess-range", cfg->guess_range > 0, "> 0"},
         {"max-guesses", cfg->max_guesses >= 1, ">= 1"},
         {"trials", cfg->trials >= 1 && cfg->trials <= 1 << 20, "1 .. 2^20"},
+        {"checkpoint-every", cfg->checkpoint_every >= 0, ">= 0"},
+        {"max-walltime", cfg->max_walltime >= 0, ">= 0 seconds"},
+        {"resume", !cfg->resume || (!cfg->sweep_lag[0] && strcmp(cfg->method, "guess")),
+         "used for single BPTT runs only (not sweeps or guessing)"},
     };
     for (size_t k = 0; k < sizeof checks / sizeof checks[0]; ++k)
         if (!checks[k].ok)

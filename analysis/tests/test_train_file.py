@@ -83,3 +83,61 @@ def test_training_options_need_the_subcommand(gradflow, tmp_path):
     assert r.returncode == 64 and "belongs to `gradflow train`" in r.stderr
     r = gradflow.run(["train", "--task", "latch", "--steps", "99", "-o", str(tmp_path / "y.h5")], np=1)
     assert r.returncode == 64 and "--steps" in r.stderr
+
+
+RESUME = ["train", "--task", "latch", "--lag", "12", "--epochs", "6", "--units", "10", "--quiet"]
+
+
+def test_stopped_run_resumes_to_the_same_file(gradflow, tmp_path):
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    ckpt = tmp_path / "part.h5.ckpt"
+    gradflow.ok(RESUME + ["-o", str(full)], np=2)
+    # a wall-time limit that has passed after the first epoch: clean stop, status 75
+    r = gradflow.run(RESUME + ["--max-walltime", "1e-9", "-o", str(part)], np=2)
+    assert r.returncode == 75, r.stderr
+    assert "--resume" in r.stderr and ckpt.exists() and not part.exists()
+    assert not (tmp_path / "part.h5.partial").exists()
+    with h5py.File(ckpt) as c:
+        assert c.attrs["complete"] == 1 and c["checkpoint"].attrs["epochs"] == 1
+    # resume in steps of at least one epoch (each stops again), then to the end
+    for _ in range(10):
+        r = gradflow.run(RESUME + ["--max-walltime", "1e-9", "--resume", "-o", str(part)], np=2)
+        assert r.returncode in (0, 75), r.stderr
+        if r.returncode == 0:
+            break
+    assert r.returncode == 0 and part.exists() and not ckpt.exists()
+    with h5py.File(full) as a, h5py.File(part) as b:
+        for name in ["model/W", "model/U", "model/b", "train/loss", "train/grad_norm", "train/test_error",
+                     "train/log10_lag_share", "train/log10_flow", "train/W", "train/U", "train/b"]:
+            assert np.array_equal(a[name][()], b[name][()]), name
+        for k in ["success", "success_at", "epochs", "final_test_error"]:
+            assert a["train"].attrs[k] == b["train"].attrs[k], k
+
+
+def test_resume_refuses_other_options(gradflow, tmp_path):
+    out = tmp_path / "x.h5"
+    r = gradflow.run(RESUME + ["--max-walltime", "1e-9", "-o", str(out)], np=2)
+    assert r.returncode == 75
+    r = gradflow.run(RESUME + ["--lr", "0.5", "--resume", "-o", str(out)], np=2)
+    assert r.returncode == 64 and "lr = 0.5" in r.stderr, r.stderr
+    r = gradflow.run(RESUME + ["--resume", "-o", str(tmp_path / "none.h5")], np=2)
+    assert r.returncode == 74 and "checkpoint" in r.stderr
+
+
+def test_signal_stops_training_with_a_checkpoint(gradflow, tmp_path):
+    import os, signal, subprocess, time
+    from conftest import child_env, gradflow_bin, mpiexec_words
+    out = tmp_path / "sig.h5"
+    cmd = [*mpiexec_words(), "--oversubscribe", "-np", "2", gradflow_bin(), "train", "--task", "latch",
+           "--lag", "40", "--epochs", "100000", "--units", "16", "--quiet", "-o", str(out)]
+    p = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGUSR1)  # mpirun forwards SIGUSR1 to the ranks (Slurm's --signal)
+    try:
+        _, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("training did not stop within 60 s of SIGUSR1")
+    assert p.returncode == 75, err
+    assert "(signal)" in err and (tmp_path / "sig.h5.ckpt").exists() and not out.exists()

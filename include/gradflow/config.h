@@ -43,6 +43,9 @@ typedef struct {
     int64_t lag, batch, epochs, max_epochs, train_size, test_size, max_guesses, trials;
     double noise, lr, momentum, guess_range;
     char sweep_lag[GF_SPEC_MAX];    /* "a:b:step" list of lags, or "" */
+    int64_t checkpoint_every;       /* epochs between checkpoints (0: only when stopped) */
+    double max_walltime;            /* seconds; stop cleanly before (0: no limit) */
+    int resume;
     char grid[64];                  /* "PtxPu" or "" (1 x P) */
     int grid_t, grid_u;             /* resolved by gf_config_validate */
     char output[GF_PATH_MAX];

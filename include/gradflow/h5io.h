@@ -57,6 +57,15 @@ int gf_h5_write_train(GfH5Out *h, const GfModel *model, const GfTrainSpec *spec,
 int gf_h5_write_sweep(GfH5Out *h, const GfTrainSpec *spec, const int64_t *lags, int64_t n_lags,
                       int64_t trials, const double *success, const double *at, const double *error);
 
+/* /checkpoint: the momentum of W, U, b and the epoch count, for resuming. */
+int gf_h5_write_velocity(GfH5Out *h, const GfModel *model, const GfTrainLog *log);
+
+/* Reads a training checkpoint (a file written with /model = the current
+ * weights, /train, /checkpoint): this rank's rows of W, U, b into model, the
+ * curves, counters and momentum into log (allocated for model's sizes), and
+ * the checkpoint's resolved INI text into *ini (malloc'ed). */
+int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfModel *model, GfTrainLog *log);
+
 /* Ends the file and frees h.  With status == GF_OK: writes complete = 1 last,
  * closes, and rank 0 renames PATH.partial to PATH.  Otherwise (some rank
  * failed) closes and removes PATH.partial.  Returns the agreed status. */

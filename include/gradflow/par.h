@@ -42,6 +42,9 @@ GfBlock gf_par_units_of(const GfPar *par, int unit_rank);
  * print the root cause).  One MPI_Allreduce on the good path. */
 int gf_par_agree(const GfPar *par, int status);
 
+/* Collective on world: 1 when flag is nonzero on any rank. */
+int gf_par_any(const GfPar *par, int flag);
+
 /* Collective on world.  Broadcasts a NUL-terminated string from rank 0; on the
  * other ranks *text is replaced by a malloc'ed copy (caller frees). A NULL
  * *text on rank 0 is broadcast as NULL. */

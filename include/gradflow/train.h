@@ -48,7 +48,18 @@ typedef struct {
     double *lag_share;       /* (capacity, T) log10 mean ||delta(T-L)|| ||a(T-L-1)|| over the epoch */
     double *flow;            /* (capacity, T) log10 ||G(T-L, T)[:, out]||, test sequence 0 */
     double final_test_error;
+    double *velocity;        /* (velocity_len) momentum of W, U, b rows, packed; NULL until
+                              * gf_train_run allocates it or a resume restores it */
+    int64_t velocity_len;
 } GfTrainLog;
+
+/* Called by gf_train_run after every epoch (Collective on world: every rank
+ * calls it at the same epochs in a single run).  Returns 0 to go on, 1 to
+ * stop here (the run can be resumed), or a GfStatus error. */
+typedef struct {
+    void *ctx;
+    int (*after_epoch)(void *ctx, const GfModel *model, const GfTrainLog *log);
+} GfTrainHook;
 
 /* Local.  For `gradflow train`: checks the training options, and sets the
  * sizes the task fixes (steps, inputs, outputs: an option contradicting
@@ -68,7 +79,13 @@ void gf_train_log_free(GfTrainLog *log);
 /* Collective on the unit communicator, and on the time communicator when
  * spec->split_batch.  Trains (or guesses) the model in place: model holds
  * this rank's rows of the initial weights on entry and the final ones on
- * return (bptt; guess leaves the solving guess, or the last one). */
-int gf_train_run(const GfTrainSpec *spec, GfModel *model, const GfPar *par, GfTrainLog *log);
+ * return (bptt; guess leaves the solving guess, or the last one).  A log
+ * with epochs > 0 (restored from a checkpoint, velocity included) continues
+ * from there.  hook may be NULL. */
+int gf_train_run(const GfTrainSpec *spec, GfModel *model, const GfPar *par, GfTrainLog *log,
+                 const GfTrainHook *hook);
+
+/* Local.  The status gf_train_run returns when the hook stopped it. */
+#define GF_TRAIN_STOPPED 75
 
 #endif

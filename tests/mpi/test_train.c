@@ -115,7 +115,7 @@ START_TEST(one_step_is_minus_eta_gradient)
     gf_model_generate(&full, &cfg, 0, 0, 0);
     GfTrainLog log;
     ck_assert_int_eq(gf_train_log_alloc(&log, 1, T), 0);
-    ck_assert_int_eq(gf_train_run(&spec, &dist, par, &log), 0);
+    ck_assert_int_eq(gf_train_run(&spec, &dist, par, &log, NULL), 0);
     /* gather the updated rows: each rank's block, zero elsewhere, summed (time group 0 only) */
     const int keep = gf_par_time_rank(par) == 0;
     memset(moved.W, 0, sizeof(double) * (size_t)(n * n));
