@@ -507,12 +507,28 @@ static void measure(Flow *f)
         if (f->spec->tensor) {
             double *gb = gbuf_of(f, a) + a->fill * f->nva * nk;
             double *jb = gb + f->cl * f->nva * nk;
+            /* G = M 2^e: one multiplication by a power of two a column while 2^e is a
+             * normal double (exact), ldexp only where it is not (entries leave range) */
+            double *p2 = f->stat + 3 * cols; /* (K1) scratch after the statistics */
+            int wide = 0;
+            for (int64_t b = 0; b < f->K1; ++b) {
+                const int64_t k = f->e[c + b];
+                wide |= !(k > -1000 && k < 1000);
+                p2[b] = (k > -1000 && k < 1000) ? ldexp(1.0, (int)k) : 0.0;
+            }
             for (int64_t v = 0; v < f->nva; ++v) {
                 const double *x = f->M + (f->spec->units_v[f->va0 + v] - f->lo) * ld + c;
-                for (int64_t b = 0; b < nk; ++b)
-                    gb[v * nk + b] = scale2(x[b], f->e[c + b]);
-                for (int64_t b = 0; f->spec->jacobian && b < nk; ++b)
-                    jb[v * nk + b] = scale2(x[f->cj + b], f->e[c + f->cj + b]);
+                if (!wide) {
+                    for (int64_t b = 0; b < nk; ++b)
+                        gb[v * nk + b] = x[b] * p2[b];
+                    for (int64_t b = 0; f->spec->jacobian && b < nk; ++b)
+                        jb[v * nk + b] = x[f->cj + b] * p2[f->cj + b];
+                } else {
+                    for (int64_t b = 0; b < nk; ++b)
+                        gb[v * nk + b] = scale2(x[b], f->e[c + b]);
+                    for (int64_t b = 0; f->spec->jacobian && b < nk; ++b)
+                        jb[v * nk + b] = scale2(x[f->cj + b], f->e[c + f->cj + b]);
+                }
             }
         }
     }
@@ -710,7 +726,7 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
         f.in_v[spec->units_v[f.va0 + v] - f.lo] = 1;
     f.P = gf_calloc((size_t)(f.n * f.kb), sizeof(double), "flow partial products (n x panel)");
     f.R = gf_calloc((size_t)(f.nl * f.kb), sizeof(double), "flow panel rows");
-    f.stat = gf_calloc((size_t)(3 * f.ld), sizeof(double), "flow statistics");
+    f.stat = gf_calloc((size_t)(3 * f.ld + f.K1), sizeof(double), "flow statistics");
     f.act = gf_calloc((size_t)f.cap, sizeof(Target), "flow targets");
     f.free_slots = gf_calloc((size_t)f.cap, sizeof(int64_t), "flow targets");
     f.pool = spec->tensor ? gf_calloc((size_t)(f.cap * 2 * f.cl * f.nva * f.nk), sizeof(double),

@@ -293,7 +293,7 @@ def test_dry_run_prints_sizes_and_writes_nothing(tmp_path):
     assert (int(mem.group(2)), int(mem.group(4))) == (4, 3)
     # a rank holds at least its rows of W and dE/dW and the replicated a(0..T)
     assert big >= 8 * (2 * 4 * n + (T + 1) * n) and small >= 8 * (2 * 3 * n + (T + 1) * n)
-    assert big > small
+    assert big >= small  # the 30 MiB runtime allowance can hide a few bytes in the rounding
     assert re.search(r"output file: [\d.]+ \w+", r.stdout), r.stdout
 
 
