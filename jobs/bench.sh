@@ -28,7 +28,7 @@
 #   7 memory: peak RSS / the --dry-run estimate
 #
 # Environment: GF_BENCH_REPEAT (R, default 3), GF_BENCH_CASES (default all),
-# GF_BENCH_C2_TARGETS (default 4).  The full run takes 11-15 minutes on 2
+# GF_BENCH_C2_TARGETS (default 24: "many targets", which share each pass over W).  The full run takes 11-15 minutes on 2
 # quiet cores (its header line gives the time).  Other processes on the
 # machine spoil the figures, the 2-rank ones most: the notes under the table
 # say how many cores others kept busy during the measurements.

@@ -36,7 +36,7 @@ def sizes(quick):
                     c3_n=1024, c3_T=128, triad_mib=256, dgemm_calls=5)
     return dict(c1_n=[1024, 2048], c1_lags=64, c6_n=2048,
                 c2_n=4096, c2_k=8, c2_lags=255,
-                c2_targets=int(os.environ.get("GF_BENCH_C2_TARGETS", "4")),
+                c2_targets=int(os.environ.get("GF_BENCH_C2_TARGETS", "24")),
                 c3_n=4096, c3_T=512, triad_mib=512, dgemm_calls=5)
 
 
