@@ -3,7 +3,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <check.h>
+#include <mpi.h>
+
 #include "reference.h"
+
+int run_mpi_suite(Suite *suite)
+{
+    int rank;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    SRunner *sr = srunner_create(suite);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);
+    int failed = srunner_ntests_failed(sr), any;
+    srunner_free(sr);
+    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return any ? EXIT_FAILURE : EXIT_SUCCESS;
+}
 
 double ref_f(GfActivation act, double x, double *fp)
 {

@@ -1,4 +1,4 @@
-/* reference.h — an independent serial implementation of SPEC §1-2 for the
+/* reference.h — for the MPI tests: an independent serial implementation of SPEC §1-2
  * tests: naive loops over full arrays and closed-form activations, sharing no
  * code with the library's kernels. */
 #ifndef GRADFLOW_TEST_REFERENCE_H
@@ -22,5 +22,12 @@ void reference(const GfModel *mo, Ref *r, int grads);
 
 void ref_alloc(Ref *r, int64_t n, int64_t m, int64_t T);
 void ref_free(Ref *r);
+
+/* Runs a Check suite under MPI (MPI initialised by the caller): no fork
+ * (forked tests corrupt MPI), output on rank 0 only, and the failure count
+ * agreed over ranks so every rank exits alike.  Finalizes MPI and returns
+ * the exit status. */
+struct Suite;
+int run_mpi_suite(struct Suite *suite);
 
 #endif

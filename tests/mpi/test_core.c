@@ -228,19 +228,10 @@ END_TEST
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     Suite *s = suite_create("core");
     TCase *tc = tcase_create("distributed");
     tcase_add_loop_test(tc, matches_serial_reference, 0, NCASES);
     tcase_add_loop_test(tc, gradients_match_finite_differences, 0, NCASES);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);
-    int failed = srunner_ntests_failed(sr), any;
-    srunner_free(sr);
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_mpi_suite(s);
 }

@@ -417,8 +417,6 @@ END_TEST
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
-    int rank;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
     Suite *s = suite_create("flow");
     TCase *tc = tcase_create("flow");
@@ -430,12 +428,5 @@ int main(int argc, char **argv)
     tcase_add_loop_test(tc, log_space_is_exact_at_lag_5000, 0, 2);
     tcase_add_test(tc, contribution_is_delta_of_one_target);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_set_fork_status(sr, CK_NOFORK);
-    srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);
-    int failed = srunner_ntests_failed(sr), any;
-    srunner_free(sr);
-    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return any ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_mpi_suite(s);
 }
