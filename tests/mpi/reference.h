@@ -1,6 +1,6 @@
-/* reference.h — for the MPI tests: an independent serial implementation of SPEC §1-2
- * tests: naive loops over full arrays and closed-form activations, sharing no
- * code with the library's kernels. */
+/* reference.h — for the MPI tests: an independent serial implementation of
+ * SPEC §1-2 (naive loops over full arrays and closed-form activations, sharing
+ * no code with the library's kernels) and the Check runner under MPI. */
 #ifndef GRADFLOW_TEST_REFERENCE_H
 #define GRADFLOW_TEST_REFERENCE_H
 
