@@ -160,9 +160,9 @@ int64_t gf_flow_estimate_rank_bytes(const GfFlowSpec *spec, int64_t n, int64_t n
     const int64_t K1 = spec->n_k * (spec->jacobian ? 2 : 1) + 1;
     const int64_t cl = gf_flow_batch_lags(spec, cv), cap = active_cap(spec, n, cv, cl);
     const int64_t ld = cap * K1, kb = panel_width(n, ld);
-    /* the block (twice when one rank holds every row), the partial products and
-     * about as much again inside MPI's reduce-scatter, the scratch rows */
-    const int64_t doubles = n_local * ld * (Pu == 1 ? 2 : 1) + (Pu == 1 ? 0 : 2 * n * kb) +
+    /* the block (twice when one rank holds every row), else the columns of W and
+     * the gathered panel, the product rows */
+    const int64_t doubles = n_local * ld * (Pu == 1 ? 2 : 1) + (Pu == 1 ? 0 : n_local * n + n * kb) +
                             n_local * kb + 4 * ld + n
                             + (spec->tensor ? cap * 2 * cl * cv * spec->n_k : 0)
                             + (spec->jacobian ? 8 : 6) * spec->n_t * (spec->max_lag + 1);
@@ -266,7 +266,8 @@ typedef struct {
     double *M;                 /* (n_local, ld): mantissas; column c is M[:,c] * 2^e[c] */
     int64_t *e;                /* (ld) binary exponents */
     double *M2;                /* (n_local, ld) the next step's block when Pu = 1 */
-    double *P, *R;             /* (n, kb) partial products, (n_local, kb) summed rows */
+    double *P, *R;             /* (n, kb) gathered panel of M, (n_local, kb) product rows */
+    double *Wt;                /* (n_local, n) rows lo.. of W^T (columns of W), when Pu > 1 */
     double *pend;              /* (ld) renormalisation factor 2^-k owed to each column: applied
                                 * after the next product (linear), saving a pass over M */
     int64_t nstat;             /* columns whose statistics this step already holds */
@@ -339,15 +340,17 @@ static void advance_all(Flow *f, int64_t s)
         f->M = f->M2;
         f->M2 = tmp;
     } else {
+        /* W split by columns for the flow: gather the panel's rows of M from every
+         * rank into P (n, w), then this rank's rows of W^T M are one GEMM with a
+         * small (n_local, w) output: no partial sums to reduce */
         for (int64_t c0 = 0; c0 < cols; c0 += f->kb) {
             const int64_t w = cols - c0 < f->kb ? cols - c0 : f->kb;
-            /* (n, w) = W_local^T (n x n_local) * M[:, c0:c0+w] (n_local x w) */
+            for (int64_t r = 0; r < nl; ++r)
+                memcpy(f->P + (f->lo + r) * w, f->M + r * ld + c0, (size_t)w * sizeof(double));
+            gf_par_allgather_rows(f->par, f->P, (int)w);
             if (nl > 0)
-                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)w, (int)nl, 1.0,
-                            f->mo->W, (int)n, f->M + c0, (int)ld, 0.0, f->P, (int)w);
-            else
-                memset(f->P, 0, (size_t)(n * w) * sizeof(double));
-            gf_par_reduce_scatter_rows(f->par, f->P, f->R, (int)w);
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nl, (int)w, (int)n, 1.0,
+                            f->Wt, (int)n, f->P, (int)w, 0.0, f->R, (int)w);
             for (int64_t r = 0; r < nl; ++r)
                 memcpy(f->M + r * ld + c0, f->R + r * w, (size_t)w * sizeof(double));
         }
@@ -724,7 +727,13 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
     f.in_v = gf_calloc((size_t)(f.nl ? f.nl : 1), 1, "flow V rows");
     for (int64_t v = 0; f.in_v && v < f.nva; ++v)
         f.in_v[spec->units_v[f.va0 + v] - f.lo] = 1;
-    f.P = gf_calloc((size_t)(f.n * f.kb), sizeof(double), "flow partial products (n x panel)");
+    f.P = gf_calloc((size_t)(f.n * f.kb), sizeof(double), "flow gathered panel (n x panel)");
+    f.Wt = gf_par_unit_size(par) > 1 ? gf_calloc((size_t)(f.nl * f.n), sizeof(double),
+                                                 "W^T rows (n_local x n)") : NULL;
+    if (f.Wt && gf_par_transpose_rows(par, mo->W, f.Wt) != GF_OK) {
+        free(f.Wt);
+        f.Wt = NULL;
+    }
     f.R = gf_calloc((size_t)(f.nl * f.kb), sizeof(double), "flow panel rows");
     f.stat = gf_calloc((size_t)(3 * f.ld + f.K1), sizeof(double), "flow statistics");
     f.act = gf_calloc((size_t)f.cap, sizeof(Target), "flow targets");
@@ -732,7 +741,8 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
     f.pool = spec->tensor ? gf_calloc((size_t)(f.cap * 2 * f.cl * f.nva * f.nk), sizeof(double),
                                       "flow write buffers") : NULL;
     int rc = (!owner || !idx || !colsum || !f.M || !f.e || !f.P || !f.R || !f.stat || !f.act ||
-              (gf_par_unit_size(par) == 1 && !f.M2) || !f.pend || !f.in_v ||
+              (gf_par_unit_size(par) == 1 && !f.M2) || (gf_par_unit_size(par) > 1 && !f.Wt) ||
+              !f.pend || !f.in_v ||
               !f.free_slots || (spec->tensor && !f.pool)) ? GF_ENOMEM : GF_OK;
     if (!(rc = gf_par_agree(par, rc))) {
         weight_norms(mo, fw, par, res, colsum);
@@ -787,6 +797,6 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
         }
     }
     free(owner), free(idx), free(colsum), free(f.M), free(f.e), free(f.P), free(f.R), free(f.stat);
-    free(f.act), free(f.free_slots), free(f.pool), free(f.M2), free(f.pend), free(f.in_v);
+    free(f.act), free(f.free_slots), free(f.pool), free(f.M2), free(f.Wt), free(f.pend), free(f.in_v);
     return rc;
 }

@@ -184,6 +184,45 @@ void gf_par_allgather_rows(const GfPar *par, double *full, int cols)
                    MPI_DOUBLE, par->unit);
 }
 
+int gf_par_transpose_rows(const GfPar *par, const double *W, double *Wt)
+{
+    const int P = par->unit_size;
+    const int64_t n = par->n, nl = par->counts[par->unit_rank], lo = par->displs[par->unit_rank];
+    /* send to rank q the block W[my rows][q's columns], transposed: (nl_q, nl) */
+    double *send = malloc((size_t)(nl * n > 0 ? nl * n : 1) * sizeof(double));
+    double *recv = malloc((size_t)(nl * n > 0 ? nl * n : 1) * sizeof(double));
+    int *sc = malloc(4 * (size_t)P * sizeof(int)), *sd = sc + P, *rc = sc + 2 * P, *rd = sc + 3 * P;
+    int ok = send && recv && sc, all;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, par->unit);
+    if (!all) {
+        free(send), free(recv), free(sc);
+        return GF_ENOMEM;
+    }
+    int64_t off = 0;
+    for (int q = 0; q < P; ++q) {
+        const int64_t ql = par->counts[q], qlo = par->displs[q];
+        sd[q] = (int)off;
+        sc[q] = (int)(ql * nl);
+        for (int64_t j = 0; j < ql; ++j)      /* column qlo + j of W ... */
+            for (int64_t i = 0; i < nl; ++i)  /* ... over my rows: a row of W^T */
+                send[off + j * nl + i] = W[i * n + qlo + j];
+        off += ql * nl;
+        rd[q] = (int)(nl * par->displs[q]);
+        rc[q] = (int)(nl * ql);
+    }
+    MPI_Alltoallv(send, sc, sd, MPI_DOUBLE, recv, rc, rd, MPI_DOUBLE, par->unit);
+    /* from rank q: (nl, ql) = my W^T rows over q's row range of W */
+    for (int q = 0; q < P; ++q) {
+        const int64_t ql = par->counts[q], qlo = par->displs[q];
+        for (int64_t j = 0; j < nl; ++j)
+            for (int64_t i = 0; i < ql; ++i)
+                Wt[j * n + qlo + i] = recv[rd[q] + j * ql + i];
+    }
+    (void)lo;
+    free(send), free(recv), free(sc);
+    return GF_OK;
+}
+
 void gf_par_time_sum_vec(const GfPar *par, double *buf, int64_t count)
 {
     for (int64_t off = 0; off < count; off += 1 << 27) {

@@ -73,6 +73,11 @@ void gf_par_reduce_scatter_rows(const GfPar *par, const double *partial, double 
  * rank's rows on entry and every rank's rows on return (in place). */
 void gf_par_allgather_rows(const GfPar *par, double *full, int cols);
 
+/* Collective on the unit communicator.  From this rank's rows W (n_local, n)
+ * of an n x n matrix, builds its rows of the transpose, Wt (n_local, n):
+ * Wt[j - lo][i] = W[i][j] (MPI_Alltoallv of the blocks). */
+int gf_par_transpose_rows(const GfPar *par, const double *W, double *Wt);
+
 /* Collective on the time communicator (the Pt ranks that share a unit
  * block): element-wise sum / max of buf over the time groups, in place. */
 void gf_par_time_sum_vec(const GfPar *par, double *buf, int64_t count);
