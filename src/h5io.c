@@ -988,3 +988,71 @@ int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfMode
     }
     return rc;
 }
+
+int gf_h5_write_sweep_done(GfH5Out *h, const double *done)
+{
+    hid_t g = group(h, "checkpoint", "state to resume a sweep: which (lag, trial) cells are done");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    const int64_t NL = h->n_sweep, K = h->trials;
+    int rc = put_f64(h, g, "done", 2, AX_SWEEP_LAG, AX_TRIAL, "1 where the cell has run", 0, NL, 0, K, K,
+                     done, gf_par_rank(h->par) == 0);
+    H5Gclose(g);
+    return gf_par_agree(h->par, rc);
+}
+
+/* 1 unless path in f is a 2-D dataset of exactly rows x cols. */
+static int wrong_shape(hid_t f, const char *path, int64_t rows, int64_t cols)
+{
+    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
+    if (ds < 0)
+        return 1;
+    hid_t sp = H5Dget_space(ds);
+    hsize_t d[2] = {0, 0};
+    const int bad = H5Sget_simple_extent_ndims(sp) != 2 || H5Sget_simple_extent_dims(sp, d, NULL) < 0 ||
+                    d[0] != (hsize_t)rows || d[1] != (hsize_t)cols;
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return bad;
+}
+
+int gf_h5_read_sweep_checkpoint(const GfPar *par, const char *path, char **ini, int64_t n_lags,
+                                int64_t trials, double *out)
+{
+    quiet_hdf5();
+    *ini = NULL;
+    int rc = GF_OK;
+    int64_t complete = 0;
+    hid_t f = access(path, R_OK) == 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (f < 0)
+        rc = gf_error(GF_EIO, "--resume: cannot read the checkpoint '%s' (no such file, or not HDF5); "
+                              "it is written by --checkpoint-every or when a run is stopped", path);
+    else if (read_attr_i64(f, "complete", &complete) || complete != 1)
+        rc = gf_error(GF_EDATA, "--resume: the checkpoint '%s' is incomplete", path);
+    if (!rc) {
+        hid_t ds = H5Dopen2(f, "/config/ini", H5P_DEFAULT);
+        hid_t t = ds < 0 ? -1 : H5Dget_type(ds);
+        size_t len = t < 0 ? 0 : H5Tget_size(t);
+        *ini = len ? calloc(len + 1, 1) : NULL;
+        if (!*ini || H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, *ini) < 0)
+            rc = gf_error(GF_EDATA, "--resume: '%s' has no readable /config/ini", path);
+        if (t >= 0)
+            H5Tclose(t);
+        if (ds >= 0)
+            H5Dclose(ds);
+    }
+    const char *const names[4] = {"/train/sweep/success", "/train/sweep/success_at",
+                                  "/train/sweep/final_test_error", "/checkpoint/done"};
+    const int64_t cells = n_lags * trials;
+    for (int k = 0; !rc && k < 4; ++k)
+        if (wrong_shape(f, names[k], n_lags, trials) || read_block(f, names[k], 0, n_lags, out + k * cells))
+            rc = gf_error(GF_EDATA, "--resume: '%s' is not a checkpoint of this sweep (%s)", path, names[k]);
+    if (f >= 0)
+        H5Fclose(f);
+    rc = gf_par_agree(par, rc);
+    if (rc) {
+        free(*ini);
+        *ini = NULL;
+    }
+    return rc;
+}

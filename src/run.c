@@ -432,6 +432,14 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
     GfH5Out *h = NULL;
     GfModel mo;
     memset(&mo, 0, sizeof mo);
+    /* SIGTERM / SIGUSR1 (Slurm's --signal) ask for a clean stop at the next boundary */
+    struct sigaction sa, old_term, old_usr1;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    gf_stop_signal = 0;
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGUSR1, &sa, &old_usr1);
     if (!cfg->sweep_lag[0]) { /* one run, the batch split over the time groups */
         GfTrainLog log;
         memset(&log, 0, sizeof log);
@@ -456,18 +464,9 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
             free(old);
             rc = gf_par_agree(par, rc);
         }
-        struct sigaction sa, old_term, old_usr1;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_stop_signal;
-        sigemptyset(&sa.sa_mask);
-        gf_stop_signal = 0;
-        sigaction(SIGTERM, &sa, &old_term);
-        sigaction(SIGUSR1, &sa, &old_usr1);
         const double t0 = gf_time_now();
         rc = rc ? rc : gf_par_agree(par, gf_train_run(&spec, &mo, par, &log, &hook));
         const double t_train = gf_time_now() - t0;
-        sigaction(SIGTERM, &old_term, NULL);
-        sigaction(SIGUSR1, &old_usr1, NULL);
         if (rc == GF_TRAIN_STOPPED)
             gf_error(GF_TRAIN_STOPPED, "stopped after epoch %" PRId64 " (%s); the state is in '%s': "
                      "run the same command with --resume to continue", ck.stopped_at,
@@ -498,46 +497,109 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
         int64_t *lags = NULL, nlag = 0;
         rc = gf_train_parse_lags(cfg->sweep_lag, &lags, &nlag);
         const int64_t K = cfg->trials, cells = nlag * K;
-        double *res = rc ? NULL : gf_calloc((size_t)(3 * cells), sizeof(double), "sweep results");
+        /* res: this rank's results (success, success_at, error, done); each cell is
+         * filled by one rank (restored cells by rank 0), so a world sum completes it */
+        double *res = rc ? NULL : gf_calloc((size_t)(8 * cells), sizeof(double), "sweep results");
         rc = rc ? rc : res ? GF_OK : GF_ENOMEM;
         if ((rc = gf_par_agree(par, rc))) {
             free(lags);
             free(cmdline);
             return fail(par, rc);
         }
-        double *succ = res, *at = res + cells, *err = res + 2 * cells;
+        double *succ = res, *at = res + cells, *err = res + 2 * cells, *done = res + 3 * cells;
+        double *all = res + 4 * cells; /* (4 cells) a completed copy, for checkpoints */
+        const double *skip = all + 3 * cells;
+        char ckpt[GF_PATH_MAX + 8];
+        snprintf(ckpt, sizeof ckpt, "%s.ckpt", cfg->output);
+        if (cfg->resume) {
+            char *old = NULL, what[512];
+            rc = gf_h5_read_sweep_checkpoint(par, ckpt, &old, nlag, K, all);
+            if (!rc && ini_differs(old, ini, what, sizeof what))
+                rc = gf_error(GF_EUSAGE, "--resume: the checkpoint '%s' was written for other options: "
+                                         "'%s' is not what it recorded; resume with the options of the "
+                                         "stopped run", ckpt, what);
+            free(old);
+            if ((rc = gf_par_agree(par, rc))) {
+                free(res), free(lags), free(cmdline);
+                return fail(par, rc);
+            }
+            if (root)
+                memcpy(res, all, (size_t)(4 * cells) * sizeof(double));
+        }
+        /* the cells still to run, dealt round-robin to the groups; a round is
+         * one cell a group, as many rounds as the busiest group has cells */
         const int groups = gf_par_time_size(par), me = gf_par_time_rank(par);
-        for (int64_t c = 0; c < cells && !rc; ++c) {
-            if (c % groups != me)
-                continue;
-            GfConfig tc = *cfg;
-            GfTrainSpec ts = spec;
-            tc.seed = ts.seed = trial_seed(cfg->seed, c % K);
-            gf_task_init(&ts.task, spec.task.kind, lags[c / K], cfg->noise);
-            tc.steps = ts.task.T;
-            ts.split_batch = 0;
-            GfTrainLog log;
-            rc = gf_model_alloc(&mo, tc.units, tc.inputs, 1, tc.steps, gf_par_units(par), tc.activation);
-            rc = rc ? rc : gf_train_log_alloc(&log, ts.epochs > 0 ? ts.epochs : ts.max_epochs, tc.steps);
-            if (!rc) {
-                gf_model_generate(&mo, &tc, 0, 1, 1);
-                rc = gf_train_run(&ts, &mo, par, &log, NULL);
-                if (gf_par_unit_rank(par) == 0) {
-                    succ[c] = (double)log.success;
-                    at[c] = (double)log.success_at;
-                    err[c] = log.final_test_error;
+        int64_t pending = 0, *mine = gf_calloc((size_t)cells, sizeof(int64_t), "sweep cells"), nmine = 0;
+        for (int64_t c = 0; mine && c < cells; ++c)
+            if (!(skip[c] > 0)) {
+                if (pending % groups == me)
+                    mine[nmine++] = c;
+                ++pending;
+            }
+        const int64_t rounds = (pending + groups - 1) / groups;
+        int64_t stopped_round = -1;
+        if (!mine)
+            rc = GF_ENOMEM;
+        for (int64_t round = 0; round < rounds && !rc; ++round) {
+            const int64_t c = round < nmine ? mine[round] : -1; /* this group's cell of the round */
+            if (c >= 0) {
+                GfConfig tc = *cfg;
+                GfTrainSpec ts = spec;
+                tc.seed = ts.seed = trial_seed(cfg->seed, c % K);
+                gf_task_init(&ts.task, spec.task.kind, lags[c / K], cfg->noise);
+                tc.steps = ts.task.T;
+                ts.split_batch = 0;
+                GfTrainLog log;
+                memset(&log, 0, sizeof log);
+                rc = gf_model_alloc(&mo, tc.units, tc.inputs, 1, tc.steps, gf_par_units(par), tc.activation);
+                rc = rc ? rc : gf_train_log_alloc(&log, ts.epochs > 0 ? ts.epochs : ts.max_epochs, tc.steps);
+                if (!rc) {
+                    gf_model_generate(&mo, &tc, 0, 1, 1);
+                    rc = gf_train_run(&ts, &mo, par, &log, NULL);
+                    if (!rc && gf_par_unit_rank(par) == 0) {
+                        succ[c] = (double)log.success;
+                        at[c] = (double)log.success_at;
+                        err[c] = log.final_test_error;
+                        done[c] = 1.0;
+                    }
                 }
                 gf_train_log_free(&log);
+                gf_model_free(&mo);
             }
-            gf_model_free(&mo);
+            /* a fixed point every round: errors, then the stop decision */
+            if ((rc = gf_par_agree(par, rc)))
+                break;
+            const int stop = gf_par_any(par, gf_stop_signal != 0 || (cfg->max_walltime > 0 &&
+                                                                     gf_time_now() - t_start > cfg->max_walltime));
+            if ((stop && round + 1 < rounds) ||
+                (cfg->checkpoint_every > 0 && (round + 1) % cfg->checkpoint_every == 0 && round + 1 < rounds)) {
+                memcpy(all, res, (size_t)(4 * cells) * sizeof(double));
+                gf_par_world_sum_vec(par, all, 4 * cells);
+                GfH5Out *hc = NULL;
+                rc = gf_h5_create(par, ckpt, cmdline ? cmdline : "", &mo, &hc);
+                rc = rc ? rc : gf_h5_write_config(hc, cfg, ini);
+                rc = rc ? rc : gf_h5_write_sweep(hc, &spec, lags, nlag, K, all, all + cells, all + 2 * cells);
+                rc = rc ? rc : gf_h5_write_sweep_done(hc, all + 3 * cells);
+                rc = gf_h5_close(hc, rc);
+            }
+            if (!rc && stop && round + 1 < rounds) {
+                stopped_round = round + 1;
+                rc = gf_error(GF_TRAIN_STOPPED, "stopped after %" PRId64 " of %" PRId64 " rounds of the "
+                              "sweep (%s); the state is in '%s': run the same command with --resume "
+                              "to continue", stopped_round, rounds,
+                              gf_stop_signal ? "signal" : "--max-walltime", ckpt);
+            }
         }
+        free(mine);
         rc = gf_par_agree(par, rc);
         if (!rc)
-            gf_par_world_sum_vec(par, res, 3 * cells); /* each cell from one rank, zeros elsewhere */
+            gf_par_world_sum_vec(par, res, 4 * cells); /* each cell from one rank, zeros elsewhere */
         rc = rc ? rc : gf_h5_create(par, cfg->output, cmdline ? cmdline : "", &mo, &h);
         rc = rc ? rc : gf_h5_write_config(h, cfg, ini);
         rc = rc ? rc : gf_h5_write_sweep(h, &spec, lags, nlag, K, succ, at, err);
         rc = gf_h5_close(h, rc);
+        if (!rc && root)
+            unlink(ckpt);
         if (!rc && root) {
             printf("gradflow train: wrote %s in %.3f s on %d ranks (grid %dx%d)\n", cfg->output,
                    gf_time_now() - t_start, gf_par_size(par), cfg->grid_t, cfg->grid_u);
@@ -555,6 +617,8 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
         free(res);
         free(lags);
     }
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGUSR1, &old_usr1, NULL);
     free(cmdline);
     return rc ? fail(par, rc) : 0;
 }

@@ -469,8 +469,8 @@ int gf_train_configure(GfConfig *cfg)
         {"trials", cfg->trials >= 1 && cfg->trials <= 1 << 20, "1 .. 2^20"},
         {"checkpoint-every", cfg->checkpoint_every >= 0, ">= 0"},
         {"max-walltime", cfg->max_walltime >= 0, ">= 0 seconds"},
-        {"resume", !cfg->resume || (!cfg->sweep_lag[0] && strcmp(cfg->method, "guess")),
-         "used for single BPTT runs only (not sweeps or guessing)"},
+        {"resume", !cfg->resume || cfg->sweep_lag[0] || strcmp(cfg->method, "guess"),
+         "used for BPTT runs and for sweeps (a single guessing run starts over)"},
     };
     for (size_t k = 0; k < sizeof checks / sizeof checks[0]; ++k)
         if (!checks[k].ok)

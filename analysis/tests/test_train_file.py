@@ -141,3 +141,26 @@ def test_signal_stops_training_with_a_checkpoint(gradflow, tmp_path):
         pytest.fail("training did not stop within 60 s of SIGUSR1")
     assert p.returncode == 75, err
     assert "(signal)" in err and (tmp_path / "sig.h5.ckpt").exists() and not out.exists()
+
+
+def test_stopped_sweep_resumes_on_another_grid(gradflow, tmp_path):
+    """A sweep stopped after each round resumes, even on another grid, to the same table
+    (outcomes exact; errors within 1e-12 relative, as the unit split changes sums)."""
+    args = ["train", "--task", "latch", "--sweep-lag", "3,6", "--trials", "3", "--max-epochs", "20",
+            "--units", "8", "--quiet"]
+    full, part = tmp_path / "full.h5", tmp_path / "part.h5"
+    gradflow.ok(args + ["--grid", "2x1", "-o", str(full)], np=2)
+    r = gradflow.run(args + ["--grid", "2x1", "--max-walltime", "1e-9", "-o", str(part)], np=2)
+    assert r.returncode == 75 and "rounds of the sweep" in r.stderr, r.stderr
+    for _ in range(8):
+        r = gradflow.run(args + ["--grid", "1x2", "--max-walltime", "1e-9", "--resume", "-o", str(part)],
+                         np=2)
+        assert r.returncode in (0, 75), r.stderr
+        if r.returncode == 0:
+            break
+    assert r.returncode == 0 and part.exists() and not (tmp_path / "part.h5.ckpt").exists()
+    with h5py.File(full) as a, h5py.File(part) as b:
+        for k in ["success", "success_at", "success_rate"]:
+            assert np.array_equal(a["train/sweep"][k][()], b["train/sweep"][k][()]), k
+        x, y = a["train/sweep/final_test_error"][()], b["train/sweep/final_test_error"][()]
+        assert np.abs(x - y).max() <= 1e-12 * np.abs(x).max()

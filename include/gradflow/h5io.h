@@ -66,6 +66,14 @@ int gf_h5_write_velocity(GfH5Out *h, const GfModel *model, const GfTrainLog *log
  * the checkpoint's resolved INI text into *ini (malloc'ed). */
 int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfModel *model, GfTrainLog *log);
 
+/* /checkpoint/done (lags x trials) of a sweep checkpoint (after gf_h5_write_sweep). */
+int gf_h5_write_sweep_done(GfH5Out *h, const double *done);
+
+/* Reads a sweep checkpoint into out (4 arrays of lags x trials: success,
+ * success_at, final_test_error, done) and its resolved INI into *ini. */
+int gf_h5_read_sweep_checkpoint(const GfPar *par, const char *path, char **ini, int64_t n_lags,
+                                int64_t trials, double *out);
+
 /* Ends the file and frees h.  With status == GF_OK: writes complete = 1 last,
  * closes, and rank 0 renames PATH.partial to PATH.  Otherwise (some rank
  * failed) closes and removes PATH.partial.  Returns the agreed status. */
