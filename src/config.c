@@ -72,9 +72,10 @@ static const OptDef gf_opts[] = {
     {"sweep-lag", K_STR, F(sweep_lag), "LIST", "train: a sweep over lags (a:b:step, commas); '' = the single --lag", 1},
     {"trials", K_INT, F(trials), "K", "train: trials per lag in a sweep (seeds from --seed and the index)", 1},
     {"checkpoint-every", K_INT, F(checkpoint_every), "N",
-     "train: write OUTPUT.ckpt every N epochs (0: only when stopped by SIGTERM/SIGUSR1 or --max-walltime)", 1},
+     "train: write OUTPUT.ckpt every N epochs (sweeps: rounds of cells); 0: only when stopped by "
+     "SIGTERM/SIGUSR1 or --max-walltime", 1},
     {"max-walltime", K_REAL, F(max_walltime), "S", "train: stop cleanly (checkpoint, exit 75) after S seconds (0: no limit)", 1},
-    {"resume", K_FLAG, F(resume), "", "train: continue from OUTPUT.ckpt (same options required)", 1},
+    {"resume", K_FLAG, F(resume), "", "train: continue a stopped run or sweep from OUTPUT.ckpt (same options)", 1},
     {"grid", K_STR, F(grid), "PtxPu", "process grid: Pt time groups x Pu ranks per group (default 1xP)", 1},
     {"output", K_STR, F(output), "FILE.h5", "output file; written as FILE.h5.partial, renamed when complete", 1},
     {"config", K_STR, F(config), "FILE.ini", "read options from an INI file; the command line wins", 0},
