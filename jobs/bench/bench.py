@@ -69,6 +69,9 @@ class Bench:
     def sh(self, cmd, check=True):
         self.log.write("$ " + " ".join(cmd) + "\n")
         self.log.flush()
+        # every timed command starts with no dirty pages of an earlier one still in
+        # flight: whoever writes next would otherwise pay for the last one's flush
+        os.sync()
         b0, c0 = self.busy_s(), os.times()
         t0 = time.perf_counter()
         p = subprocess.run(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
