@@ -76,6 +76,8 @@ static const OptDef gf_opts[] = {
      "SIGTERM/SIGUSR1 or --max-walltime", 1},
     {"max-walltime", K_REAL, F(max_walltime), "S", "train: stop cleanly (checkpoint, exit 75) after S seconds (0: no limit)", 1},
     {"resume", K_FLAG, F(resume), "", "train: continue a stopped run or sweep from OUTPUT.ckpt (same options)", 1},
+    {"max-memory", K_STR, F(max_memory), "BYTES",
+     "refuse a run whose estimate per rank exceeds it, e.g. 4G (default: physical memory / ranks on the node)", 1},
     {"grid", K_STR, F(grid), "PtxPu", "process grid: Pt time groups x Pu ranks per group (default 1xP)", 1},
     {"output", K_STR, F(output), "FILE.h5", "output file; written as FILE.h5.partial, renamed when complete", 1},
     {"config", K_STR, F(config), "FILE.ini", "read options from an INI file; the command line wins", 0},

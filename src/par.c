@@ -99,6 +99,16 @@ int gf_par_agree(const GfPar *par, int status)
     return code;
 }
 
+int gf_par_node_size(const GfPar *par)
+{
+    MPI_Comm node;
+    int size = 1;
+    MPI_Comm_split_type(par->world, MPI_COMM_TYPE_SHARED, par->rank, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &size);
+    MPI_Comm_free(&node);
+    return size;
+}
+
 int gf_par_any(const GfPar *par, int flag)
 {
     int any = 0;

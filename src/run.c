@@ -167,6 +167,47 @@ static int probe_inputs(const GfPar *par, GfConfig *cfg)
     return gf_par_agree(par, rc);
 }
 
+/* Parses "4G", "512M", "1e9" into bytes; -1 when malformed. */
+static double parse_bytes(const char *text)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || errno || !(v > 0))
+        return -1;
+    const char *units = "KMGTP";
+    const char *u = *end ? strchr(units, *end) : NULL;
+    if (*end && (!u || (end[1] && strcmp(end + 1, "iB") && strcmp(end + 1, "B"))))
+        return -1;
+    for (const char *p = units; u && p <= u; ++p)
+        v *= 1024.0;
+    return v;
+}
+
+/* Collective on world: refuses (before allocating) a run whose per-rank
+ * estimate exceeds --max-memory, or by default the node's physical memory
+ * shared by the ranks on it. */
+static int check_memory(const GfPar *par, const GfConfig *cfg, double estimate)
+{
+    const int node = gf_par_node_size(par);
+    double limit;
+    if (cfg->max_memory[0]) {
+        limit = parse_bytes(cfg->max_memory);
+        if (limit < 0)
+            return gf_error(GF_EUSAGE, "--max-memory: '%s' is not a size; write bytes with an optional "
+                                       "K, M, G, T suffix (powers of 1024), e.g. 4G", cfg->max_memory);
+    } else {
+        limit = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE) / node;
+    }
+    if (estimate > limit)
+        return gf_error(GF_EUSAGE, "the run needs about %.3g GiB per rank but %s allows %.3g GiB; use "
+                                   "more ranks (or nodes), smaller sizes, or raise --max-memory "
+                                   "(gradflow --dry-run prints the estimate)", estimate / 1073741824.0,
+                        cfg->max_memory[0] ? "--max-memory" : "the node's memory shared by its ranks",
+                        limit / 1073741824.0);
+    return GF_OK;
+}
+
 /* Rank 0: the output must be new (or --force), its directory writable with room. */
 static int check_output(const GfConfig *cfg, int64_t file_bytes)
 {
@@ -681,6 +722,21 @@ int gf_main(MPI_Comm world, int argc, char **argv)
     const int64_t file_bytes = gf_estimate_file_bytes(n, m, n_out, T) + (fs_est.n_t ? flow_file_bytes(&fs_est) : 0);
     if (!rc)
         rc = gf_par_agree(par, root ? check_output(&cfg, file_bytes) : GF_OK);
+    if (!rc && !cfg.train) {
+        const GfBlock big = gf_dist_block(n, cfg.grid_u, 0);
+        int64_t cv = 1;
+        for (int r = 0; r < cfg.grid_u && fs_est.n_t; ++r) {
+            const GfBlock b = gf_dist_block(n, cfg.grid_u, r);
+            int64_t c = 0;
+            for (int64_t a = 0; a < fs_est.n_v; ++a)
+                c += fs_est.units_v[a] >= b.lo && fs_est.units_v[a] < b.lo + b.count;
+            cv = c > cv ? c : cv;
+        }
+        const double est = 30.0 * 1024 * 1024 + (double)gf_estimate_rank_bytes(n, m, n_out, T, big.count) +
+                           (fs_est.n_t ? (double)gf_flow_estimate_rank_bytes(&fs_est, n, big.count, cfg.grid_u, cv)
+                                       : 0.0);
+        rc = gf_par_agree(par, check_memory(par, &cfg, est));
+    }
     if (rc) {
         flow_spec_free(&fs_est);
         fail(par, rc);

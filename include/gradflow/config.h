@@ -46,6 +46,7 @@ typedef struct {
     int64_t checkpoint_every;       /* epochs between checkpoints (0: only when stopped) */
     double max_walltime;            /* seconds; stop cleanly before (0: no limit) */
     int resume;
+    char max_memory[32];            /* bytes per rank with K/M/G/T suffix, or "" (physical / ranks) */
     char grid[64];                  /* "PtxPu" or "" (1 x P) */
     int grid_t, grid_u;             /* resolved by gf_config_validate */
     char output[GF_PATH_MAX];

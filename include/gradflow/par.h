@@ -42,6 +42,9 @@ GfBlock gf_par_units_of(const GfPar *par, int unit_rank);
  * print the root cause).  One MPI_Allreduce on the good path. */
 int gf_par_agree(const GfPar *par, int status);
 
+/* Collective on world: the number of ranks that share this rank's node. */
+int gf_par_node_size(const GfPar *par);
+
 /* Collective on world: 1 when flag is nonzero on any rank. */
 int gf_par_any(const GfPar *par, int flag);
 

@@ -140,6 +140,10 @@ CASES = [
     ("real-not-finite", args("--bias-scale", "nan"), EUSAGE, ["--bias-scale"]),
     ("negative-seed", args("--seed", "-1"), EUSAGE, ["--seed"]),
     ("no-output", lambda d: ["--units", "4"], EUSAGE, ["-o"]),
+    # memory: refused before anything is allocated
+    ("max-memory-exceeded", args("--units", "300", "--max-memory", "1M"), EUSAGE,
+     ["--max-memory", "GiB per rank"]),
+    ("max-memory-malformed", args("--max-memory", "4X"), EUSAGE, ["--max-memory", "4X"]),
     # config file
     ("config-missing", args("--config", "nowhere.ini"), ECONFIG, ["--config", "nowhere.ini"]),
     ("config-unknown-key", ini("units = 4\nunitz = 5\n"), ECONFIG, ["unitz"]),
