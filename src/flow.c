@@ -348,9 +348,12 @@ static void advance_all(Flow *f, int64_t s)
             for (int64_t r = 0; r < nl; ++r)
                 memcpy(f->P + (f->lo + r) * w, f->M + r * ld + c0, (size_t)w * sizeof(double));
             gf_par_allgather_rows(f->par, f->P, (int)w);
-            if (nl > 0)
+            if (nl > 0 && f->Wt) /* rows of W^T held explicitly (Pu > 1) */
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nl, (int)w, (int)n, 1.0,
                             f->Wt, (int)n, f->P, (int)w, 0.0, f->R, (int)w);
+            else if (nl > 0) /* one rank holds all of W: W^T M directly */
+                cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)w, (int)n, 1.0,
+                            f->mo->W, (int)n, f->P, (int)w, 0.0, f->R, (int)w);
             for (int64_t r = 0; r < nl; ++r)
                 memcpy(f->M + r * ld + c0, f->R + r * w, (size_t)w * sizeof(double));
         }

@@ -883,8 +883,16 @@ int gf_h5_write_velocity(GfH5Out *h, const GfModel *mo, const GfTrainLog *log)
     return gf_par_agree(h->par, rc);
 }
 
-/* Reads rows [r0, r0+nr) x all columns of a 1-D or 2-D float dataset into buf. */
+/* Reads rows [r0, r0+nr) x all columns of a 1-D or 2-D float dataset into buf,
+ * which holds cols columns: a 2-D dataset of another width is an error. */
+static int read_block_cols(hid_t f, const char *path, int64_t r0, int64_t nr, int64_t cols, double *buf);
+
 static int read_block(hid_t f, const char *path, int64_t r0, int64_t nr, double *buf)
+{
+    return read_block_cols(f, path, r0, nr, -1, buf);
+}
+
+static int read_block_cols(hid_t f, const char *path, int64_t r0, int64_t nr, int64_t cols, double *buf)
 {
     hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
     if (ds < 0)
@@ -894,7 +902,8 @@ static int read_block(hid_t f, const char *path, int64_t r0, int64_t nr, double 
     const int rank = H5Sget_simple_extent_ndims(fs);
     H5Sget_simple_extent_dims(fs, dims, NULL);
     int rc = 0;
-    if (rank < 1 || rank > 2 || (hsize_t)(r0 + nr) > dims[0]) {
+    if (rank < 1 || rank > 2 || (hsize_t)(r0 + nr) > dims[0] ||
+        (cols >= 0 && (rank == 2 ? (int64_t)dims[1] : 1) != cols)) {
         rc = -1;
     } else if (nr > 0 && (rank == 1 || dims[1] > 0)) {
         hsize_t start[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)nr, rank == 2 ? dims[1] : 1};
@@ -960,18 +969,19 @@ int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfMode
         free(log->velocity);
         log->velocity = calloc((size_t)(log->velocity_len ? log->velocity_len : 1), sizeof(double));
         bad = bad || !log->velocity;
+        /* every read checks the width against this run's sizes before it writes */
         if (!bad && E > 0)
-            bad = read_block(f, "/train/loss", 0, E, log->loss) ||
-                  read_block(f, "/train/grad_norm", 0, E, log->grad_norm) ||
-                  read_block(f, "/train/test_error", 0, E, log->test_error) ||
-                  read_block(f, "/train/log10_lag_share", 0, E, log->lag_share) ||
-                  read_block(f, "/train/log10_flow", 0, E, log->flow);
-        bad = bad || read_block(f, "/model/W", lo, nl, mo->W) || read_block(f, "/model/b", lo, nl, mo->b) ||
-              (m > 0 && read_block(f, "/model/U", lo, nl, mo->U)) ||
-              read_block(f, "/checkpoint/vW", lo, nl, log->velocity) ||
-              (m > 0 && read_block(f, "/checkpoint/vU", lo, nl, log->velocity + nl * n)) ||
-              read_block(f, "/checkpoint/vb", lo, nl, log->velocity + nl * n + nl * m);
-        (void)T;
+            bad = read_block_cols(f, "/train/loss", 0, E, 1, log->loss) ||
+                  read_block_cols(f, "/train/grad_norm", 0, E, 1, log->grad_norm) ||
+                  read_block_cols(f, "/train/test_error", 0, E, 1, log->test_error) ||
+                  read_block_cols(f, "/train/log10_lag_share", 0, E, T, log->lag_share) ||
+                  read_block_cols(f, "/train/log10_flow", 0, E, T, log->flow);
+        bad = bad || read_block_cols(f, "/model/W", lo, nl, n, mo->W) ||
+              read_block_cols(f, "/model/b", lo, nl, 1, mo->b) ||
+              (m > 0 && read_block_cols(f, "/model/U", lo, nl, m, mo->U)) ||
+              read_block_cols(f, "/checkpoint/vW", lo, nl, n, log->velocity) ||
+              (m > 0 && read_block_cols(f, "/checkpoint/vU", lo, nl, m, log->velocity + nl * n)) ||
+              read_block_cols(f, "/checkpoint/vb", lo, nl, 1, log->velocity + nl * n + nl * m);
         if (bad)
             rc = gf_error(GF_EDATA, "--resume: '%s' is not a training checkpoint of this run's sizes", path);
         if (g >= 0)

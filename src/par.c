@@ -1,4 +1,5 @@
 /* par.c — the only file that calls MPI (see par.h). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +199,10 @@ int gf_par_transpose_rows(const GfPar *par, const double *W, double *Wt)
 {
     const int P = par->unit_size;
     const int64_t n = par->n, nl = par->counts[par->unit_rank], lo = par->displs[par->unit_rank];
+    /* MPI counts are int: refuse (on every rank alike) blocks of W beyond them */
+    if ((int64_t)par->counts[0] * n > INT_MAX)
+        return gf_error(GF_EUSAGE, "a rank's block of W (%d x %lld) exceeds MPI's int counts; use "
+                                   "more ranks per time group (--grid)", par->counts[0], (long long)n);
     /* send to rank q the block W[my rows][q's columns], transposed: (nl_q, nl) */
     double *send = malloc((size_t)(nl * n > 0 ? nl * n : 1) * sizeof(double));
     double *recv = malloc((size_t)(nl * n > 0 ? nl * n : 1) * sizeof(double));

@@ -66,7 +66,7 @@ static char *join_args(int argc, char **argv)
 {
     size_t len = 1;
     for (int k = 0; k < argc; ++k)
-        len += 3 + 2 * strlen(argv[k]);
+        len += 3 + 4 * strlen(argv[k]); /* a quote inside quotes becomes 4 bytes */
     char *s = malloc(len), *p = s;
     if (!s)
         return NULL;
