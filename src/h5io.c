@@ -926,22 +926,24 @@ static int read_attr_i64(hid_t obj, const char *name, int64_t *v)
     return rc;
 }
 
-int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfModel *mo, GfTrainLog *log)
+/* Local.  Opens a checkpoint read-only (the default driver: no collective
+ * step; every rank reads what it needs, a checkpoint is small next to W),
+ * checks complete = 1 and reads its resolved INI into *ini (malloc'ed).  On
+ * error records a message; *f may still need closing. */
+static int open_checkpoint(const char *path, hid_t *f, char **ini)
 {
     quiet_hdf5();
     *ini = NULL;
     int rc = GF_OK;
-    int64_t ok_complete = 0;
-    /* every rank reads what it needs (a checkpoint is small next to W); the file
-     * is opened read-only with the default driver, which takes no collective step */
-    hid_t f = access(path, R_OK) == 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-    if (f < 0)
+    int64_t complete = 0;
+    *f = access(path, R_OK) == 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (*f < 0)
         rc = gf_error(GF_EIO, "--resume: cannot read the checkpoint '%s' (no such file, or not HDF5); "
                               "it is written by --checkpoint-every or when a run is stopped", path);
-    else if (read_attr_i64(f, "complete", &ok_complete) || ok_complete != 1)
+    else if (read_attr_i64(*f, "complete", &complete) || complete != 1)
         rc = gf_error(GF_EDATA, "--resume: the checkpoint '%s' is incomplete", path);
     if (!rc) {
-        hid_t ds = H5Dopen2(f, "/config/ini", H5P_DEFAULT);
+        hid_t ds = H5Dopen2(*f, "/config/ini", H5P_DEFAULT);
         hid_t t = ds < 0 ? -1 : H5Dget_type(ds);
         size_t len = t < 0 ? 0 : H5Tget_size(t);
         *ini = len ? calloc(len + 1, 1) : NULL;
@@ -952,6 +954,13 @@ int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfMode
         if (ds >= 0)
             H5Dclose(ds);
     }
+    return rc;
+}
+
+int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfModel *mo, GfTrainLog *log)
+{
+    hid_t f = -1;
+    int rc = open_checkpoint(path, &f, ini);
     const int64_t n = mo->n, m = mo->m, nl = mo->n_local, lo = mo->lo, T = mo->T;
     if (!rc) {
         hid_t g = H5Gopen2(f, "/train", H5P_DEFAULT), c = H5Gopen2(f, "/checkpoint", H5P_DEFAULT);
@@ -1029,28 +1038,8 @@ static int wrong_shape(hid_t f, const char *path, int64_t rows, int64_t cols)
 int gf_h5_read_sweep_checkpoint(const GfPar *par, const char *path, char **ini, int64_t n_lags,
                                 int64_t trials, double *out)
 {
-    quiet_hdf5();
-    *ini = NULL;
-    int rc = GF_OK;
-    int64_t complete = 0;
-    hid_t f = access(path, R_OK) == 0 ? H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
-    if (f < 0)
-        rc = gf_error(GF_EIO, "--resume: cannot read the checkpoint '%s' (no such file, or not HDF5); "
-                              "it is written by --checkpoint-every or when a run is stopped", path);
-    else if (read_attr_i64(f, "complete", &complete) || complete != 1)
-        rc = gf_error(GF_EDATA, "--resume: the checkpoint '%s' is incomplete", path);
-    if (!rc) {
-        hid_t ds = H5Dopen2(f, "/config/ini", H5P_DEFAULT);
-        hid_t t = ds < 0 ? -1 : H5Dget_type(ds);
-        size_t len = t < 0 ? 0 : H5Tget_size(t);
-        *ini = len ? calloc(len + 1, 1) : NULL;
-        if (!*ini || H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, *ini) < 0)
-            rc = gf_error(GF_EDATA, "--resume: '%s' has no readable /config/ini", path);
-        if (t >= 0)
-            H5Tclose(t);
-        if (ds >= 0)
-            H5Dclose(ds);
-    }
+    hid_t f = -1;
+    int rc = open_checkpoint(path, &f, ini);
     const char *const names[4] = {"/train/sweep/success", "/train/sweep/success_at",
                                   "/train/sweep/final_test_error", "/checkpoint/done"};
     const int64_t cells = n_lags * trials;
