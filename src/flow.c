@@ -6,6 +6,7 @@
 
 #include "gradflow/error.h"
 #include "gradflow/flow.h"
+#include "gradflow/timer.h"
 
 #define LOG10_2 0.301029995663981195213738894724493027
 
@@ -564,8 +565,10 @@ static void emit(Flow *f, const Target *a, int64_t lag0, int64_t nlags)
     if (f->dry || !f->spec->tensor || !f->sink || f->rc)
         return;
     const double *gb = a ? gbuf_of(f, a) : NULL;
+    const double t0 = gf_time_now();
     f->rc = f->sink->put(f->sink->ctx, a ? a->i : -1, lag0, nlags, f->va0, f->nva, gb,
                          a && f->spec->jacobian ? gb + f->cl * f->nva * f->nk : NULL);
+    f->res->write_s += gf_time_now() - t0;
 }
 
 /* After a target's lag was recorded: write a full batch; at its last valid

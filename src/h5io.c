@@ -1,5 +1,7 @@
 /* h5io.c — parallel HDF5 output and input (see h5io.h). */
+#define _GNU_SOURCE /* sync_file_range */
 #include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <hdf5_hl.h>
 #include <math.h>
@@ -44,7 +46,9 @@ static const char *const axis_desc[AX_COUNT] = {
 
 struct GfH5Out {
     const GfPar *par;
-    hid_t file, dxpl;
+    hid_t file, dxpl, dxpl_tensor;
+    int wb_fd;       /* the .partial, read-only: starts write-back of the tensor early */
+    int64_t unsynced; /* tensor bytes this rank wrote since the last start of write-back */
     char path[GF_PATH_MAX], partial[GF_PATH_MAX + 16];
     int64_t n, m, n_out, T;
     const GfFlowSpec *flow;   /* set by gf_h5_flow_begin: values of the flow axes */
@@ -285,7 +289,8 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
     if ((rc = gf_par_agree(par, rc)))
         return rc;
     h->par = par;
-    h->file = h->dxpl = h->G = h->J = -1;
+    h->file = h->dxpl = h->dxpl_tensor = h->G = h->J = -1;
+    h->wb_fd = -1;
     snprintf(h->path, sizeof h->path, "%s", path);
     snprintf(h->partial, sizeof h->partial, "%s.partial", path);
     h->n = sizes->n;
@@ -312,6 +317,14 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
     }
     h->dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE);
+    /* The tensor's writes: collective for HDF5 (every rank takes part in every
+     * round), but each rank's whole chunks go to MPI-IO as independent writes.
+     * Collective buffering would copy every byte once more into the
+     * aggregators' buffers, for nothing: the pieces are already large and
+     * disjoint (one rank's chunks). */
+    h->dxpl_tensor = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(h->dxpl_tensor, H5FD_MPIO_COLLECTIVE);
+    H5Pset_dxpl_mpio_collective_opt(h->dxpl_tensor, H5FD_MPIO_INDIVIDUAL_IO);
 
     /* the creation time must be identical on all ranks: rank 0's, broadcast;
      * SOURCE_DATE_EPOCH (reproducible-builds convention) pins it */
@@ -520,6 +533,10 @@ int gf_h5_close(GfH5Out *h, int status)
     }
     if (h->dxpl >= 0)
         H5Pclose(h->dxpl);
+    if (h->dxpl_tensor >= 0)
+        H5Pclose(h->dxpl_tensor);
+    if (h->wb_fd >= 0)
+        close(h->wb_fd);
     if (h->file >= 0 && H5Fclose(h->file) < 0 && !rc)
         rc = gf_error(GF_EIO, "%s: closing failed (disk full?)", h->partial);
     rc = gf_par_agree(par, rc);
@@ -650,6 +667,30 @@ int gf_h5_read_rows(const GfPar *par, const char *spec, const char *option, int6
 /* ---- the flow tensor (SPEC §3-4, /flow and /lag) ---- */
 
 /* The sink: this rank's slab of lags x V rows x K of one target, collective. */
+/* Starts (does not wait for) the write-back of the file's dirty pages.  The
+ * tensor is most of the file: written back while the flow computes, it is
+ * not left for the flush before `complete` (a sync of the whole file, many
+ * seconds at disk speed) nor does it pile up until the kernel throttles the
+ * writer.  Linux only; a no-op elsewhere or if the file cannot be opened. */
+static void start_writeback(GfH5Out *h, int64_t bytes)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    h->unsynced += bytes;
+    if (h->unsynced < ((int64_t)32 << 20))
+        return;
+    h->unsynced = 0;
+    if (h->wb_fd == -1) {
+        h->wb_fd = open(h->partial, O_RDONLY | O_CLOEXEC);
+        if (h->wb_fd < 0)
+            h->wb_fd = -2; /* do not try again */
+    }
+    if (h->wb_fd >= 0)
+        (void)sync_file_range(h->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)h, (void)bytes;
+#endif
+}
+
 static int put_flow(void *ctx, int64_t target, int64_t lag0, int64_t nlags, int64_t va0, int64_t nva,
                     const double *G, const double *J)
 {
@@ -673,9 +714,11 @@ static int put_flow(void *ctx, int64_t target, int64_t lag0, int64_t nlags, int6
             H5Sselect_none(ms);
             H5Sselect_none(fs);
         }
-        if (H5Dwrite(dsets[k], H5T_NATIVE_DOUBLE, ms, fs, h->dxpl, bufs[k]) < 0)
+        if (H5Dwrite(dsets[k], H5T_NATIVE_DOUBLE, ms, fs, h->dxpl_tensor, bufs[k]) < 0)
             rc = gf_error(GF_EIO, "%s: writing /flow/%s failed (disk full or file system error?)",
                           h->partial, k ? "J" : "G");
+        if (target >= 0)
+            start_writeback(h, (int64_t)(nlags * nva) * (int64_t)nk * (int64_t)sizeof(double));
         H5Sclose(ms);
         H5Sclose(fs);
     }

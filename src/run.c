@@ -876,6 +876,8 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         report_timer(par, "forward", t_fw);
         report_timer(par, "backward", t_bw);
         report_timer(par, "flow", t_flow);
+        if (fs.n_t && fs.tensor) /* part of "flow": the collective writes of the tensor */
+            report_timer(par, " G writes", fres.write_s);
         report_timer(par, "write", t_io);
         /* peak resident memory per rank, to set beside the --dry-run estimate */
         struct rusage ru;

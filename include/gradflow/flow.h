@@ -50,6 +50,7 @@ typedef struct {
     double w_max;           /* max |w_ij| */
     double lambda;          /* n w_max f'max */
     double fprime_max_theory, fprime_max_measured;
+    double write_s;         /* this rank's seconds in the sink (writing the tensor) */
 } GfFlowResult;
 
 /* Receives the tensor lag batch by lag batch.  put is called the same number
