@@ -105,4 +105,20 @@ void gf_bptt_run(const GfModel *mo, const GfForward *fw, GfBackward *bw, const G
     for (int64_t k = 0; k < nl * n; ++k)
         ss += bw->dW[k] * bw->dW[k];
     bw->norm_dW = sqrt(gf_par_unit_sum(par, ss));
+
+    /* the first step (backward) where this rank's delta is not finite, then
+     * over the unit ranks: the step, and the units of it that are bad */
+    int64_t bad = 0, lo_bad = INT64_MAX, hi_bad = -1;
+    for (int64_t tau = T; tau >= 1 && !bad; --tau)
+        for (int64_t r = 0; r < nl; ++r)
+            if (!isfinite(bw->delta[(tau - 1) * nl + r]))
+                bad = tau;
+    bw->bad_step = (int64_t)gf_par_unit_max(par, (double)bad);
+    for (int64_t r = 0; bw->bad_step && r < nl; ++r)
+        if (!isfinite(bw->delta[(bw->bad_step - 1) * nl + r])) {
+            lo_bad = lo + r < lo_bad ? lo + r : lo_bad;
+            hi_bad = lo + r;
+        }
+    bw->bad_lo = bw->bad_step ? -(int64_t)gf_par_unit_max(par, -(double)lo_bad) : 0;
+    bw->bad_hi = bw->bad_step ? (int64_t)gf_par_unit_max(par, (double)hi_bad) : 0;
 }

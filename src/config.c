@@ -72,10 +72,13 @@ static const OptDef gf_opts[] = {
     {"sweep-lag", K_STR, F(sweep_lag), "LIST", "train: a sweep over lags (a:b:step, commas); '' = the single --lag", 1},
     {"trials", K_INT, F(trials), "K", "train: trials per lag in a sweep (seeds from --seed and the index)", 1},
     {"checkpoint-every", K_INT, F(checkpoint_every), "N",
-     "train: write OUTPUT.ckpt every N epochs (sweeps: rounds of cells); 0: only when stopped by "
-     "SIGTERM/SIGUSR1 or --max-walltime", 1},
-    {"max-walltime", K_REAL, F(max_walltime), "S", "train: stop cleanly (checkpoint, exit 75) after S seconds (0: no limit)", 1},
-    {"resume", K_FLAG, F(resume), "", "train: continue a stopped run or sweep from OUTPUT.ckpt (same options)", 1},
+     "write OUTPUT.ckpt each time N more flow targets are finished (training: every N epochs; "
+     "sweeps: rounds of cells); 0: only when stopped by SIGTERM/SIGUSR1 or --max-walltime", 1},
+    {"max-walltime", K_REAL, F(max_walltime), "S", "stop cleanly (checkpoint, exit 75) after S seconds (0: no limit)", 1},
+    {"resume", K_FLAG, F(resume), "", "continue a stopped run from OUTPUT.ckpt (and OUTPUT.partial); same options", 1},
+    {"allow-nonfinite", K_FLAG, F(allow_nonfinite), "",
+     "carry on when activations or error signals overflow to inf or NaN (default: stop with an error "
+     "naming the step and units)", 1},
     {"max-memory", K_STR, F(max_memory), "BYTES",
      "refuse a run whose estimate per rank exceeds it, e.g. 4G (default: physical memory / ranks on the node)", 1},
     {"grid", K_STR, F(grid), "PtxPu", "process grid: Pt time groups x Pu ranks per group (default 1xP)", 1},
@@ -349,11 +352,15 @@ int gf_config_validate(GfConfig *cfg, int nranks)
     struct { const char *name; double v; } reals[] = {
         {"w-max", cfg->w_max}, {"gain", cfg->gain}, {"input-weight-scale", cfg->input_weight_scale},
         {"bias-scale", cfg->bias_scale}, {"a0-scale", cfg->a0_scale},
-        {"input-scale", cfg->input_scale}, {"target-scale", cfg->target_scale}};
+        {"input-scale", cfg->input_scale}, {"target-scale", cfg->target_scale},
+        {"max-walltime", cfg->max_walltime}};
     for (size_t k = 0; k < sizeof reals / sizeof reals[0]; ++k)
         if (!(reals[k].v >= 0.0))
             return gf_error(GF_EUSAGE, "--%s: %g is negative; it must be >= 0", reals[k].name,
                             reals[k].v);
+    if (cfg->checkpoint_every < 0)
+        return gf_error(GF_EUSAGE, "--checkpoint-every: %" PRId64 " is negative; it must be >= 0 (0: "
+                        "checkpoint only when stopped)", cfg->checkpoint_every);
     int rc;
     if ((rc = check_file_spec(cfg->weights, "--weights")) ||
         (rc = check_file_spec(cfg->inputs_file, "--inputs-file")) ||

@@ -166,8 +166,10 @@ int64_t gf_flow_estimate_rank_bytes(const GfFlowSpec *spec, int64_t n, int64_t n
     const int64_t doubles = n_local * ld * (Pu == 1 ? 2 : 1) + (Pu == 1 ? 0 : n_local * n + n * kb) +
                             n_local * kb + 4 * ld + n
                             + (spec->tensor ? cap * 2 * cl * cv * spec->n_k : 0)
-                            + (spec->jacobian ? 8 : 6) * spec->n_t * (spec->max_lag + 1);
-    return 8 * doubles + (int64_t)(sizeof(int) + sizeof(int64_t)) * spec->n_t +
+                            + (spec->jacobian ? 8 : 6) * spec->n_t * (spec->max_lag + 1)
+                            /* a checkpoint's copy of the norms and its done flags */
+                            + (spec->jacobian ? 6 : 4) * spec->n_t * (spec->max_lag + 1) + spec->n_t;
+    return 8 * doubles + (int64_t)(sizeof(int) + sizeof(int64_t) + 1) * spec->n_t +
            (int64_t)(7 * sizeof(int64_t)) * cap; /* targets and free slots */
 }
 
@@ -178,16 +180,13 @@ static int64_t valid_lags(const GfFlowSpec *spec, int64_t t)
 }
 
 /* Assigns each target to a time group, largest lag count first onto the least
- * loaded group (ties: lowest index), so the groups finish together. */
-static void assign_groups(const GfFlowSpec *spec, int groups, int *owner)
+ * loaded group (ties: lowest index), so the groups finish together.  load:
+ * (groups) scratch. */
+static void assign_groups(const GfFlowSpec *spec, int groups, int64_t *load, int *owner)
 {
-    int64_t *load = calloc((size_t)groups, sizeof(int64_t));
-    int64_t *order = malloc((size_t)spec->n_t * sizeof(int64_t));
-    for (int64_t i = 0; i < spec->n_t; ++i)
-        order[i] = i;
+    memset(load, 0, (size_t)groups * sizeof(int64_t));
     /* targets ascend, so their lag counts ascend: walk from the end */
-    for (int64_t k = spec->n_t - 1; k >= 0; --k) {
-        const int64_t i = order[k];
+    for (int64_t i = spec->n_t - 1; i >= 0; --i) {
         int g = 0;
         for (int h = 1; h < groups; ++h)
             if (load[h] < load[g])
@@ -195,8 +194,6 @@ static void assign_groups(const GfFlowSpec *spec, int groups, int *owner)
         owner[i] = g;
         load[g] += valid_lags(spec, spec->targets[i]);
     }
-    free(order);
-    free(load);
 }
 
 /* ---- results ---- */
@@ -249,6 +246,9 @@ typedef struct {
     int64_t col;         /* first of its K1 columns in the block */
     int64_t fill;        /* lags in its write buffer */
     int64_t slot;        /* its write buffer in the pool */
+    int ghost;           /* finished before a resume: keeps its columns' place in the products
+                          * (so the others' arithmetic is the uninterrupted run's), computes
+                          * and writes nothing */
 } Target;
 
 typedef struct {
@@ -275,10 +275,13 @@ typedef struct {
     unsigned char *in_v;       /* (n_local) 1 where the local row is a V unit */
     double *stat;              /* (3 ld): max over all rows, max over V rows, sums of squares */
     Target *act;               /* (cap) active targets in column order */
-    int64_t nact;
+    int64_t nact, nreal;       /* active targets, those of them not ghosts */
     int64_t *free_slots, nfree;
     double *pool;              /* (cap, 2, cl, nva, nk) write buffers, G then J */
     int64_t puts;              /* collective write rounds made */
+    const GfFlowControl *ctl;  /* targets to skip, hook at every round (may be NULL) */
+    unsigned char *done;       /* (N_t) targets this group finished, or skipped */
+    int64_t finished;          /* how many */
     int dry;                   /* count the rounds only */
     int rc;
 } Flow;
@@ -401,6 +404,8 @@ static void join(Flow *f, int64_t i)
     a->col = (f->nact - 1) * f->K1;
     a->fill = 0;
     a->slot = f->free_slots[--f->nfree];
+    a->ghost = f->ctl && f->ctl->skip && f->ctl->skip[i];
+    f->nreal += !a->ghost;
     if (f->dry)
         return;
     const int64_t first_out = mo->n - mo->n_out, t = a->t;
@@ -411,9 +416,9 @@ static void join(Flow *f, int64_t i)
         const int64_t u = f->lo + r;
         const double e = mo->mask[t - 1] && u >= first_out
                              ? at[u] - mo->d[(t - 1) * mo->n_out + (u - first_out)] : 0.0;
-        x[f->cu] = fp[r] * e;
+        x[f->cu] = a->ghost ? 0.0 : fp[r] * e;
     }
-    for (int64_t b = 0; b < f->nk; ++b) {
+    for (int64_t b = 0; b < f->nk && !a->ghost; ++b) {
         const int64_t k = f->spec->units_k[b];
         if (k >= f->lo && k < f->lo + f->nl) {
             f->M[(k - f->lo) * f->ld + a->col + b] = 1.0;
@@ -492,6 +497,8 @@ static void measure(Flow *f)
     for (int64_t q = 0; q < f->nact; ++q) {
         const Target *a = &f->act[q];
         const int64_t c = a->col, at = a->i * (f->spec->max_lag + 1) + a->lag;
+        if (a->ghost)
+            continue;
         if (keep) {
             GfFlowResult *res = f->res;
             res->log10_fro[at] = log10_fro(ss, f->e, c, nk);
@@ -558,25 +565,37 @@ static void measure(Flow *f)
     }
 }
 
-/* One collective write round: lags [lag0, lag0+nlags) of target a, or nothing. */
+/* One collective round: lags [lag0, lag0+nlags) of target a, or nothing, to
+ * the sink; then the control hook (both agree their status across ranks). */
 static void emit(Flow *f, const Target *a, int64_t lag0, int64_t nlags)
 {
     ++f->puts;
-    if (f->dry || !f->spec->tensor || !f->sink || f->rc)
+    if (f->dry || f->rc)
         return;
-    const double *gb = a ? gbuf_of(f, a) : NULL;
-    const double t0 = gf_time_now();
-    f->rc = f->sink->put(f->sink->ctx, a ? a->i : -1, lag0, nlags, f->va0, f->nva, gb,
-                         a && f->spec->jacobian ? gb + f->cl * f->nva * f->nk : NULL);
-    f->res->write_s += gf_time_now() - t0;
+    if (f->spec->tensor && f->sink) {
+        const double *gb = a ? gbuf_of(f, a) : NULL;
+        const double t0 = gf_time_now();
+        f->rc = f->sink->put(f->sink->ctx, a ? a->i : -1, lag0, nlags, f->va0, f->nva, gb,
+                             a && f->spec->jacobian ? gb + f->cl * f->nva * f->nk : NULL);
+        f->res->write_s += gf_time_now() - t0;
+    }
+    if (!f->rc && f->ctl && f->ctl->round)
+        f->rc = f->ctl->round(f->ctl->ctx, f->puts, f->done, f->finished, f->res);
 }
 
 /* After a target's lag was recorded: write a full batch; at its last valid
  * lag also the NaN lags beyond (t - L < 1), then free its columns. */
+static void release(Flow *f, int64_t q);
+
 static void settle(Flow *f, int64_t q)
 {
     Target *a = &f->act[q];
     const int64_t slab = f->nva * f->nk, L = f->spec->max_lag;
+    if (a->ghost) {
+        if (a->lag == a->last)
+            release(f, q);
+        return;
+    }
     ++a->fill;
     if (a->lag < a->last) {
         if (a->fill == f->cl) {
@@ -595,6 +614,10 @@ static void settle(Flow *f, int64_t q)
         }
     int64_t lag0 = a->lag + 1 - a->fill;
     while (lag0 <= L) { /* batches of cl lags, NaN past the last valid one */
+        if (lag0 + f->cl > L && !f->dry) { /* its last round: finished once written */
+            f->done[a->i] = 1;
+            ++f->finished;
+        }
         if (!f->dry && f->spec->tensor) {
             double *gb = gbuf_of(f, a);
             for (int64_t k = a->fill * slab; k < f->cl * slab; ++k)
@@ -606,7 +629,14 @@ static void settle(Flow *f, int64_t q)
         lag0 += f->cl;
         a->fill = 0;
     }
-    /* free its columns: shift the later targets left */
+    release(f, q);
+}
+
+/* Frees the columns of the q-th active target: the later targets shift left. */
+static void release(Flow *f, int64_t q)
+{
+    const Target *a = &f->act[q];
+    f->nreal -= !a->ghost;
     f->free_slots[f->nfree++] = a->slot;
     const int64_t c = a->col, tail = f->nact * f->K1 - c - f->K1;
     if (!f->dry && tail > 0) {
@@ -637,7 +667,7 @@ static void drive(Flow *f, const int64_t *idx, int64_t count, GfProgress *progre
         }
         int64_t j = w1 - 1; /* next target to join, descending in time */
         for (int64_t s = f->spec->targets[idx[w1 - 1]]; s >= s_lo && !f->rc; --s) {
-            if (f->nact > 0 && !f->dry)
+            if (f->nreal > 0 && !f->dry)
                 advance_all(f, s);
             else
                 f->nstat = 0; /* nothing advanced: measure() measures every column */
@@ -647,9 +677,9 @@ static void drive(Flow *f, const int64_t *idx, int64_t count, GfProgress *progre
                 continue;
             for (int64_t q = 0; q < f->nact; ++q)
                 f->act[q].lag = f->act[q].t - s;
-            if (!f->dry)
+            if (!f->dry && f->nreal > 0)
                 measure(f);
-            done += f->nact;
+            done += f->nreal;
             for (int64_t q = f->nact - 1; q >= 0; --q)
                 settle(f, q);
             if (progress && !f->dry)
@@ -704,12 +734,12 @@ static void bounds(const GfModel *mo, const GfFlowSpec *spec, GfFlowResult *res)
 }
 
 int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, const GfPar *par,
-                GfFlowSink *sink, GfFlowResult *res, GfProgress *progress)
+                GfFlowSink *sink, const GfFlowControl *ctl, GfFlowResult *res, GfProgress *progress)
 {
     const int groups = gf_par_time_size(par), me = gf_par_time_rank(par);
     Flow f;
     memset(&f, 0, sizeof f);
-    f.mo = mo, f.fw = fw, f.spec = spec, f.par = par, f.sink = sink, f.res = res;
+    f.mo = mo, f.fw = fw, f.spec = spec, f.par = par, f.sink = sink, f.res = res, f.ctl = ctl;
     f.n = mo->n, f.nl = mo->n_local, f.lo = mo->lo, f.nk = spec->n_k;
     f.cj = f.nk;
     f.K1 = f.nk * (spec->jacobian ? 2 : 1) + 1;
@@ -723,6 +753,8 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
 
     int *owner = gf_calloc((size_t)(spec->n_t ? spec->n_t : 1), sizeof(int), "flow schedule");
     int64_t *idx = gf_calloc((size_t)(spec->n_t ? spec->n_t : 1), sizeof(int64_t), "flow schedule");
+    int64_t *load = gf_calloc((size_t)groups, sizeof(int64_t), "flow schedule");
+    f.done = gf_calloc((size_t)(spec->n_t ? spec->n_t : 1), 1, "flow schedule");
     double *colsum = gf_calloc((size_t)f.n, sizeof(double), "column sums (n)");
     f.M = gf_calloc((size_t)(f.nl * f.ld), sizeof(double), "flow block (n_local x active K)");
     f.e = gf_calloc((size_t)f.ld, sizeof(int64_t), "flow exponents");
@@ -736,24 +768,28 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
     f.P = gf_calloc((size_t)(f.n * f.kb), sizeof(double), "flow gathered panel (n x panel)");
     f.Wt = gf_par_unit_size(par) > 1 ? gf_calloc((size_t)(f.nl * f.n), sizeof(double),
                                                  "W^T rows (n_local x n)") : NULL;
-    if (f.Wt && gf_par_transpose_rows(par, mo->W, f.Wt) != GF_OK) {
-        free(f.Wt);
-        f.Wt = NULL;
-    }
     f.R = gf_calloc((size_t)(f.nl * f.kb), sizeof(double), "flow panel rows");
     f.stat = gf_calloc((size_t)(3 * f.ld + f.K1), sizeof(double), "flow statistics");
     f.act = gf_calloc((size_t)f.cap, sizeof(Target), "flow targets");
     f.free_slots = gf_calloc((size_t)f.cap, sizeof(int64_t), "flow targets");
     f.pool = spec->tensor ? gf_calloc((size_t)(f.cap * 2 * f.cl * f.nva * f.nk), sizeof(double),
                                       "flow write buffers") : NULL;
-    int rc = (!owner || !idx || !colsum || !f.M || !f.e || !f.P || !f.R || !f.stat || !f.act ||
+    int rc = (!owner || !idx || !load || !f.done || !colsum || !f.M || !f.e || !f.P || !f.R || !f.stat || !f.act ||
               (gf_par_unit_size(par) == 1 && !f.M2) || (gf_par_unit_size(par) > 1 && !f.Wt) ||
               !f.pend || !f.in_v ||
               !f.free_slots || (spec->tensor && !f.pool)) ? GF_ENOMEM : GF_OK;
-    if (!(rc = gf_par_agree(par, rc))) {
+    /* the transpose is collective: only once every rank has its buffers */
+    if (!(rc = gf_par_agree(par, rc)) && gf_par_unit_size(par) > 1)
+        rc = gf_par_agree(par, gf_par_transpose_rows(par, mo->W, f.Wt));
+    if (!rc) {
         weight_norms(mo, fw, par, res, colsum);
         bounds(mo, spec, res);
-        assign_groups(spec, groups, owner);
+        assign_groups(spec, groups, load, owner);
+        for (int64_t i = 0; ctl && ctl->skip && i < spec->n_t; ++i)
+            if (ctl->skip[i]) {
+                f.done[i] = 1;
+                ++f.finished;
+            }
         /* Every rank makes as many collective write rounds as the busiest
          * group: count each group's rounds with a dry run of its schedule. */
         int64_t rounds = 0, mine = 0, count = 0, total_lags = 0;
@@ -763,7 +799,7 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
                 if (owner[i] == g)
                     idx[c++] = i;
             f.dry = 1;
-            f.puts = f.nact = 0;
+            f.puts = f.nact = f.nreal = 0;
             f.nfree = f.cap;
             for (int64_t k = 0; k < f.cap; ++k)
                 f.free_slots[k] = k;
@@ -775,13 +811,14 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
         for (int64_t i = 0; i < spec->n_t; ++i)
             if (owner[i] == me) {
                 idx[count++] = i;
-                total_lags += valid_lags(spec, spec->targets[i]);
+                if (!(ctl && ctl->skip && ctl->skip[i]))
+                    total_lags += valid_lags(spec, spec->targets[i]);
             }
         (void)mine;
         if (progress)
             progress->total = total_lags;
         f.dry = 0;
-        f.puts = f.nact = 0;
+        f.puts = f.nact = f.nreal = 0;
         f.nfree = f.cap;
         for (int64_t k = 0; k < f.cap; ++k)
             f.free_slots[k] = k;
@@ -802,7 +839,7 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
             }
         }
     }
-    free(owner), free(idx), free(colsum), free(f.M), free(f.e), free(f.P), free(f.R), free(f.stat);
+    free(owner), free(idx), free(load), free(f.done), free(colsum), free(f.M), free(f.e), free(f.P), free(f.R), free(f.stat);
     free(f.act), free(f.free_slots), free(f.pool), free(f.M2), free(f.Wt), free(f.pend), free(f.in_v);
     return rc;
 }

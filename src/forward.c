@@ -1,5 +1,6 @@
 /* forward.c — distributed forward pass (see forward.h). */
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ void gf_forward_free(GfForward *fw)
 void gf_forward_run(const GfModel *mo, GfForward *fw, const GfPar *par, GfProgress *progress)
 {
     const int64_t n = mo->n, nl = mo->n_local, m = mo->m, T = mo->T;
+    fw->bad_step = fw->bad_lo = fw->bad_hi = 0;
     memcpy(fw->a, mo->a0, (size_t)n * sizeof(double));
     /* net(tau) starts as U x(tau): (T, n_local) = X (T, m) * U^T (m, n_local) */
     if (nl > 0 && m > 0)
@@ -46,7 +48,16 @@ void gf_forward_run(const GfModel *mo, GfForward *fw, const GfPar *par, GfProgre
         /* f fills this rank's block of a(tau) in place; the gather fills the rest */
         gf_act_apply(mo->act, (size_t)nl, net, a_now + mo->lo, fp);
         gf_par_allgather_units(par, a_now);
+        if (!fw->bad_step)
+            for (int64_t i = 0; i < n; ++i)
+                if (!isfinite(a_now[i])) {
+                    if (!fw->bad_step)
+                        fw->bad_step = tau, fw->bad_lo = i;
+                    fw->bad_hi = i;
+                }
         if (progress)
             gf_progress_step(progress, tau);
+        if (fw->bad_step && fw->stop_nonfinite)
+            break;
     }
 }

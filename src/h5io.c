@@ -59,6 +59,12 @@ struct GfH5Out {
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+/* The norms a flow checkpoint keeps, in the order of its arrays. */
+static const char *const flow_checkpoint_names[GF_FLOW_CHECKPOINT_ARRAYS] = {
+    "log10_norm_fro", "log10_norm_max", "contribution", "log10_contribution", "J_log10_norm_fro",
+    "J_log10_norm_max"};
+static int read_attr_i64(hid_t obj, const char *name, int64_t *v);
+
 /* ---- attributes (collective: every rank passes identical values) ---- */
 
 static int attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val)
@@ -279,15 +285,18 @@ static hid_t group(GfH5Out *h, const char *name, const char *desc)
 
 /* ---- the output file ---- */
 
-int gf_h5_create(const GfPar *par, const char *path, const char *command_line, const GfModel *sizes,
-                 GfH5Out **out)
+/* Collective.  Creates (or, with reopen, opens read-write) PATH.partial and
+ * the transfer properties; *out is NULL on failure. */
+static int open_partial(const GfPar *par, const char *path, const GfModel *sizes, int reopen, GfH5Out **out)
 {
     quiet_hdf5();
     *out = NULL;
     GfH5Out *h = calloc(1, sizeof *h);
     int rc = h ? GF_OK : gf_error(GF_ENOMEM, "out of memory");
-    if ((rc = gf_par_agree(par, rc)))
+    if ((rc = gf_par_agree(par, rc))) {
+        free(h); /* another rank's failed */
         return rc;
+    }
     h->par = par;
     h->file = h->dxpl = h->dxpl_tensor = h->G = h->J = -1;
     h->wb_fd = -1;
@@ -305,13 +314,18 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
     /* no object timestamps, so that the same run writes the same bytes */
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_obj_track_times(fcpl, 0);
-    h->file = H5Fcreate(h->partial, H5F_ACC_TRUNC, fcpl, fapl);
+    h->file = reopen ? H5Fopen(h->partial, H5F_ACC_RDWR, fapl) : H5Fcreate(h->partial, H5F_ACC_TRUNC, fcpl, fapl);
     H5Pclose(fcpl);
     H5Pclose(fapl);
-    if (h->file < 0)
+    if (h->file < 0 && reopen)
+        rc = gf_error(GF_EIO, "--resume: cannot open '%s', the output of the stopped run (it must "
+                              "be where the stopped run left it)", h->partial);
+    else if (h->file < 0)
         rc = gf_error(GF_EIO, "-o: cannot create '%s' (check that the directory exists and is "
                               "writable)", h->partial);
     if ((rc = gf_par_agree(par, rc))) {
+        if (h->file >= 0)
+            H5Fclose(h->file);
         free(h);
         return rc;
     }
@@ -325,6 +339,39 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
     h->dxpl_tensor = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(h->dxpl_tensor, H5FD_MPIO_COLLECTIVE);
     H5Pset_dxpl_mpio_collective_opt(h->dxpl_tensor, H5FD_MPIO_INDIVIDUAL_IO);
+    *out = h;
+    return GF_OK;
+}
+
+int gf_h5_reopen(const GfPar *par, const char *path, const char *command_line, const GfModel *sizes,
+                 GfH5Out **out)
+{
+    int rc = open_partial(par, path, sizes, 1, out);
+    if (rc)
+        return rc;
+    GfH5Out *h = *out;
+    int64_t complete = -1;
+    if (read_attr_i64(h->file, "complete", &complete) || complete != 0)
+        rc = gf_error(GF_EDATA, "--resume: '%s' is not the partial output of a stopped gradflow run",
+                      h->partial);
+    rc = rc ? rc : attr_str(h->file, "resumed_command_line", command_line);
+    return gf_par_agree(par, rc);
+}
+
+int gf_h5_flush(GfH5Out *h)
+{
+    const int rc = H5Fflush(h->file, H5F_SCOPE_GLOBAL) < 0
+                       ? gf_error(GF_EIO, "%s: flushing failed (disk full?)", h->partial) : GF_OK;
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_create(const GfPar *par, const char *path, const char *command_line, const GfModel *sizes,
+                 GfH5Out **out)
+{
+    int rc = open_partial(par, path, sizes, 0, out);
+    if (rc)
+        return rc;
+    GfH5Out *h = *out;
 
     /* the creation time must be identical on all ranks: rank 0's, broadcast;
      * SOURCE_DATE_EPOCH (reproducible-builds convention) pins it */
@@ -359,9 +406,7 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
     }
     if (sp != stamp)
         free(sp);
-    rc = gf_par_agree(par, rc);
-    *out = h;
-    return rc;
+    return gf_par_agree(par, rc);
 }
 
 int gf_h5_write_config(GfH5Out *h, const GfConfig *cfg, const char *ini)
@@ -540,13 +585,10 @@ int gf_h5_close(GfH5Out *h, int status)
     if (h->file >= 0 && H5Fclose(h->file) < 0 && !rc)
         rc = gf_error(GF_EIO, "%s: closing failed (disk full?)", h->partial);
     rc = gf_par_agree(par, rc);
-    if (gf_par_rank(par) == 0) {
-        if (!rc && rename(h->partial, h->path) != 0)
-            rc = gf_error(GF_EIO, "cannot rename '%s' to '%s': %s", h->partial, h->path,
-                          strerror(errno));
-        if (rc)
-            unlink(h->partial);
-    }
+    /* on failure the .partial stays: it never claims complete = 1, a stopped
+     * run resumes from it, and a failed one can be looked into */
+    if (gf_par_rank(par) == 0 && !rc && rename(h->partial, h->path) != 0)
+        rc = gf_error(GF_EIO, "cannot rename '%s' to '%s': %s", h->partial, h->path, strerror(errno));
     rc = gf_par_agree(par, rc);
     free(h);
     return rc;
@@ -761,6 +803,27 @@ int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, int64_t cv, int64_t cl,
         }
     }
     H5Gclose(g);
+    sink->ctx = h;
+    sink->put = put_flow;
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_flow_reopen(GfH5Out *h, const GfFlowSpec *spec, GfFlowSink *sink)
+{
+    h->flow = spec;
+    int rc = GF_OK;
+    if (spec->tensor) {
+        h->G = H5Dopen2(h->file, "/flow/G", H5P_DEFAULT);
+        h->J = spec->jacobian ? H5Dopen2(h->file, "/flow/J", H5P_DEFAULT) : -1;
+        hid_t sp = h->G < 0 ? -1 : H5Dget_space(h->G);
+        hsize_t d[4] = {0, 0, 0, 0};
+        if (h->G < 0 || (spec->jacobian && h->J < 0) || sp < 0 || H5Sget_simple_extent_ndims(sp) != 4 ||
+            H5Sget_simple_extent_dims(sp, d, NULL) < 0 || d[0] != (hsize_t)spec->n_t ||
+            d[1] != (hsize_t)(spec->max_lag + 1) || d[2] != (hsize_t)spec->n_v || d[3] != (hsize_t)spec->n_k)
+            rc = gf_error(GF_EDATA, "--resume: '%s' has no /flow/G of this run's shape", h->partial);
+        if (sp >= 0)
+            H5Sclose(sp);
+    }
     sink->ctx = h;
     sink->put = put_flow;
     return gf_par_agree(h->par, rc);
@@ -1000,6 +1063,20 @@ static int open_checkpoint(const char *path, hid_t *f, char **ini)
     return rc;
 }
 
+/* Collective: closes a checkpoint opened by open_checkpoint, agrees on rc,
+ * and on failure frees the INI text. */
+static int close_checkpoint(const GfPar *par, hid_t f, char **ini, int rc)
+{
+    if (f >= 0)
+        H5Fclose(f);
+    rc = gf_par_agree(par, rc);
+    if (rc) {
+        free(*ini);
+        *ini = NULL;
+    }
+    return rc;
+}
+
 int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfModel *mo, GfTrainLog *log)
 {
     hid_t f = -1;
@@ -1041,14 +1118,7 @@ int gf_h5_read_checkpoint(const GfPar *par, const char *path, char **ini, GfMode
         if (c >= 0)
             H5Gclose(c);
     }
-    if (f >= 0)
-        H5Fclose(f);
-    rc = gf_par_agree(par, rc);
-    if (rc) {
-        free(*ini);
-        *ini = NULL;
-    }
-    return rc;
+    return close_checkpoint(par, f, ini, rc);
 }
 
 int gf_h5_write_sweep_done(GfH5Out *h, const double *done)
@@ -1061,6 +1131,18 @@ int gf_h5_write_sweep_done(GfH5Out *h, const double *done)
                      done, gf_par_rank(h->par) == 0);
     H5Gclose(g);
     return gf_par_agree(h->par, rc);
+}
+
+/* 1 unless ds is a 1-D dataset of exactly len entries. */
+static int wrong_shape1(hid_t ds, int64_t len)
+{
+    hid_t sp = H5Dget_space(ds);
+    hsize_t d = 0;
+    const int bad = sp < 0 || H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, &d, NULL) < 0 ||
+                    d != (hsize_t)len;
+    if (sp >= 0)
+        H5Sclose(sp);
+    return bad;
 }
 
 /* 1 unless path in f is a 2-D dataset of exactly rows x cols. */
@@ -1089,12 +1171,61 @@ int gf_h5_read_sweep_checkpoint(const GfPar *par, const char *path, char **ini, 
     for (int k = 0; !rc && k < 4; ++k)
         if (wrong_shape(f, names[k], n_lags, trials) || read_block(f, names[k], 0, n_lags, out + k * cells))
             rc = gf_error(GF_EDATA, "--resume: '%s' is not a checkpoint of this sweep (%s)", path, names[k]);
-    if (f >= 0)
-        H5Fclose(f);
-    rc = gf_par_agree(par, rc);
-    if (rc) {
-        free(*ini);
-        *ini = NULL;
+    return close_checkpoint(par, f, ini, rc);
+}
+
+/* ---- checkpoints of a simulation's flow ---- */
+
+int gf_h5_write_flow_checkpoint(GfH5Out *h, const GfFlowSpec *spec, int64_t round, const double *done,
+                                const double *const *norms, int count)
+{
+    h->flow = spec;
+    hid_t g = group(h, "checkpoint", "state to resume a simulation: which flow targets are finished "
+                                     "(their tensor is in OUTPUT.partial) and their norms");
+    if (g < 0)
+        return gf_par_agree(h->par, GF_EIO);
+    const int root = gf_par_rank(h->par) == 0;
+    const int64_t nt = spec->n_t, nl = spec->max_lag + 1;
+    int rc = attr_str(g, "kind", "flow");
+    rc = rc ? rc : attr_i64(g, "round", round);
+    rc = rc ? rc : put_f64(h, g, "done", 1, AX_TARGET, AX_TARGET, "1 where the target is finished", 0, nt,
+                           0, 1, 1, done, root);
+    for (int k = 0; k < count && !rc; ++k)
+        rc = put_f64(h, g, flow_checkpoint_names[k], 2, AX_TARGET, AX_LAG,
+                     "the finished targets' rows of the /flow array of this name", 0, nt, 0, nl, nl,
+                     norms[k], root);
+    H5Gclose(g);
+    return gf_par_agree(h->par, rc);
+}
+
+int gf_h5_read_flow_checkpoint(const GfPar *par, const char *path, char **ini, const GfFlowSpec *spec,
+                               double *done, double *const *norms, int count)
+{
+    hid_t f = -1;
+    int rc = open_checkpoint(path, &f, ini);
+    const int64_t nt = spec->n_t, nl = spec->max_lag + 1;
+    if (!rc) {
+        int64_t *targets = gf_calloc((size_t)(nt ? nt : 1), sizeof(int64_t), "checkpoint targets");
+        hid_t ds = H5Dopen2(f, "/checkpoint/targets", H5P_DEFAULT);
+        int bad = !targets || ds < 0 || wrong_shape1(ds, nt) ||
+                  H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, targets) < 0;
+        for (int64_t i = 0; !bad && i < nt; ++i)
+            bad = targets[i] != spec->targets[i];
+        if (ds >= 0)
+            H5Dclose(ds);
+        free(targets);
+        ds = H5Dopen2(f, "/checkpoint/done", H5P_DEFAULT);
+        bad = bad || ds < 0 || wrong_shape1(ds, nt) || read_block_cols(f, "/checkpoint/done", 0, nt, 1, done);
+        if (ds >= 0)
+            H5Dclose(ds);
+        for (int k = 0; k < count && !bad; ++k) {
+            char name[64];
+            snprintf(name, sizeof name, "/checkpoint/%s", flow_checkpoint_names[k]);
+            bad = wrong_shape(f, name, nt, nl) || read_block(f, name, 0, nt, norms[k]);
+        }
+        if (bad)
+            rc = gf_error(GF_EDATA, "--resume: '%s' is not a checkpoint of this run's flow (other "
+                                    "target times, lags or state)", path);
     }
-    return rc;
+    return close_checkpoint(par, f, ini, rc);
 }

@@ -217,6 +217,11 @@ static int check_output(const GfConfig *cfg, int64_t file_bytes)
     if (stat(cfg->output, &st) == 0 && !cfg->force)
         return gf_error(GF_EIO, "-o: '%s' already exists; pass --force to replace it (the old file "
                                 "is replaced only once the new one is complete)", cfg->output);
+    char ckpt[GF_PATH_MAX + 8];
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", cfg->output);
+    if (!cfg->resume && !cfg->force && stat(ckpt, &st) == 0)
+        return gf_error(GF_EUSAGE, "-o: '%s' holds the state of a stopped run: --resume continues it; "
+                                "--force starts over (the checkpoint is replaced)", ckpt);
     char dir[GF_PATH_MAX];
     snprintf(dir, sizeof dir, "%s", cfg->output);
     const char *d = dirname(dir);
@@ -378,6 +383,82 @@ static volatile sig_atomic_t gf_stop_signal; /* set by SIGTERM / SIGUSR1 */
 
 static void on_stop_signal(int sig) { gf_stop_signal = sig; }
 
+/* SIGTERM and SIGUSR1 (Slurm's --signal) ask for a clean stop at the next
+ * boundary instead of ending the process. */
+typedef struct {
+    struct sigaction term, usr1;
+} StopHandlers;
+
+static void stop_handlers_install(StopHandlers *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    gf_stop_signal = 0;
+    sigaction(SIGTERM, &sa, &old->term);
+    sigaction(SIGUSR1, &sa, &old->usr1);
+}
+
+static void stop_handlers_restore(const StopHandlers *old)
+{
+    sigaction(SIGTERM, &old->term, NULL);
+    sigaction(SIGUSR1, &old->usr1, NULL);
+}
+
+/* Why the run stopped, as agreed by agree_stop. */
+static const char *gf_stop_reason = "";
+
+/* Collective on world: stop when any rank got a stop signal or any rank's
+ * wall time is up.  extra (may be NULL, count <= 6 doubles) rides along in
+ * the same MPI_Allreduce as a sum. */
+static int agree_stop(const GfPar *par, const GfConfig *cfg, double t_start, double *extra, int count)
+{
+    double v[8] = {gf_stop_signal != 0,
+                   cfg->max_walltime > 0 && gf_time_now() - t_start > cfg->max_walltime};
+    for (int k = 0; k < count && k < 6; ++k)
+        v[2 + k] = extra[k];
+    gf_par_world_sum_vec(par, v, 2 + count);
+    for (int k = 0; k < count && k < 6; ++k)
+        extra[k] = v[2 + k];
+    gf_stop_reason = v[0] > 0 ? "a stop signal" : v[1] > 0 ? "--max-walltime" : "";
+    return v[0] > 0 || v[1] > 0;
+}
+
+/* Fault injection for the reliability tests: GRADFLOW_FAULT=RANK:STEP[:SIG]
+ * makes world rank RANK raise SIG (KILL, the default, TERM or USR1) on itself
+ * at step STEP: the STEP-th write round of a simulation's flow, training
+ * epoch STEP, or round STEP of a sweep. */
+static struct {
+    int rank, sig;
+    int64_t step;
+} gf_fault = {-1, 0, 0};
+
+static int parse_fault(void)
+{
+    const char *v = getenv("GRADFLOW_FAULT");
+    if (!v || !*v)
+        return GF_OK;
+    int rank = -1, used = 0;
+    long long step = 0;
+    char sig[8] = "KILL";
+    const int got = sscanf(v, "%d:%lld%n:%7[A-Z0-9]%n", &rank, &step, &used, sig, &used);
+    const int sn = !strcmp(sig, "KILL") ? SIGKILL : !strcmp(sig, "TERM") ? SIGTERM
+                 : !strcmp(sig, "USR1") ? SIGUSR1 : 0;
+    if (got < 2 || v[used] || rank < 0 || step < 1 || !sn)
+        return gf_error(GF_EUSAGE, "GRADFLOW_FAULT='%s': expected RANK:STEP[:KILL|TERM|USR1], a rank "
+                                   ">= 0 and a step >= 1 (a testing aid: that rank signals itself "
+                                   "at that step)", v);
+    gf_fault.rank = rank, gf_fault.step = step, gf_fault.sig = sn;
+    return GF_OK;
+}
+
+static void fault_point(const GfPar *par, int64_t step)
+{
+    if (gf_fault.rank == gf_par_rank(par) && gf_fault.step == step)
+        raise(gf_fault.sig);
+}
+
 typedef struct {
     const GfPar *par;
     const GfConfig *cfg;
@@ -406,9 +487,8 @@ static int write_checkpoint(Checkpointer *c, const GfModel *mo, const GfTrainLog
 static int after_epoch(void *ctx, const GfModel *mo, const GfTrainLog *log)
 {
     Checkpointer *c = ctx;
-    const int want = gf_stop_signal != 0 ||
-                     (c->cfg->max_walltime > 0 && gf_time_now() - c->t_start > c->cfg->max_walltime);
-    const int stop = gf_par_any(c->par, want);
+    fault_point(c->par, log->epochs);
+    const int stop = agree_stop(c->par, c->cfg, c->t_start, NULL, 0);
     if (stop || (c->cfg->checkpoint_every > 0 && log->epochs % c->cfg->checkpoint_every == 0)) {
         const int rc = write_checkpoint(c, mo, log);
         if (rc)
@@ -454,6 +534,104 @@ static int ini_differs(const char *old, const char *now, char *what, size_t size
     return 0;
 }
 
+/* ---- stopping and resuming a simulation's flow ---- */
+
+typedef struct {
+    const GfPar *par;
+    const GfConfig *cfg;
+    const char *ini, *cmdline;
+    const GfModel *mo;
+    const GfFlowSpec *fs;
+    GfH5Out *h;               /* the output in progress */
+    char ckpt[GF_PATH_MAX + 8];
+    double t_start;
+    int64_t skipped;          /* targets restored from a checkpoint (finished before) */
+    int64_t counted;          /* finished targets of this rank's group counted so far (from skipped) */
+    int64_t since;            /* finished, over all groups, since the last checkpoint */
+    int64_t stopped_round;    /* -1 unless stopped */
+    int64_t finished_at_stop; /* targets finished when it stopped */
+} FlowCheckpointer;
+
+/* The arrays of res a flow checkpoint keeps (GF_FLOW_CHECKPOINT_ARRAYS order). */
+static int flow_norm_arrays(const GfFlowSpec *fs, const GfFlowResult *res, double **out)
+{
+    out[0] = res->log10_fro, out[1] = res->log10_max;
+    out[2] = res->contribution, out[3] = res->log10_contribution;
+    out[4] = res->J_log10_fro, out[5] = res->J_log10_max;
+    return fs->jacobian ? 6 : 4;
+}
+
+/* Collective on world: flushes the output (what the checkpoint claims is on
+ * disk first), then writes OUTPUT.ckpt via .partial and a rename, so that the
+ * previous checkpoint survives a failure here. */
+static int write_flow_checkpoint(FlowCheckpointer *c, int64_t round, const unsigned char *done,
+                                 const GfFlowResult *res)
+{
+    const GfFlowSpec *fs = c->fs;
+    const int64_t nt = fs->n_t, len = nt * (fs->max_lag + 1);
+    int rc = gf_h5_flush(c->h);
+    if (rc)
+        return rc;
+    double *arrays[GF_FLOW_CHECKPOINT_ARRAYS];
+    const int count = flow_norm_arrays(fs, res, arrays);
+    double *buf = gf_calloc((size_t)(count * len + nt), sizeof(double), "checkpoint copy of the flow norms");
+    if ((rc = gf_par_agree(c->par, buf ? GF_OK : GF_ENOMEM))) {
+        free(buf);
+        return rc;
+    }
+    /* a finished target's rows are on one rank (unit rank 0 of its group, or
+     * rank 0 for those restored from a checkpoint), zeros elsewhere */
+    double *mask = buf + count * len;
+    const double *copies[GF_FLOW_CHECKPOINT_ARRAYS];
+    for (int k = 0; k < count; ++k) {
+        memcpy(buf + k * len, arrays[k], (size_t)len * sizeof(double));
+        gf_par_world_sum_vec(c->par, buf + k * len, len);
+        copies[k] = buf + k * len;
+    }
+    for (int64_t i = 0; i < nt; ++i)
+        mask[i] = done[i] && gf_par_unit_rank(c->par) == 0 ? 1.0 : 0.0;
+    gf_par_world_sum_vec(c->par, mask, nt);
+    for (int64_t i = 0; i < nt; ++i)
+        mask[i] = mask[i] > 0 ? 1.0 : 0.0;
+    GfH5Out *hc = NULL;
+    rc = gf_h5_create(c->par, c->ckpt, c->cmdline, c->mo, &hc);
+    rc = rc ? rc : gf_h5_write_config(hc, c->cfg, c->ini);
+    rc = rc ? rc : gf_h5_write_flow_checkpoint(hc, fs, round, mask, copies, count);
+    rc = gf_h5_close(hc, rc);
+    free(buf);
+    return rc;
+}
+
+/* The hook at every write round of the flow: fault injection, the agreed
+ * stop decision, and a checkpoint when stopping or when due. */
+static int flow_round(void *ctx, int64_t round, const unsigned char *done, int64_t finished,
+                      const GfFlowResult *res)
+{
+    FlowCheckpointer *c = ctx;
+    fault_point(c->par, round);
+    /* one collective: the stop votes and the targets finished since the last
+     * round, counted once per group (by its unit rank 0) */
+    double newly = gf_par_unit_rank(c->par) == 0 ? (double)(finished - c->counted) : 0.0;
+    c->counted = finished;
+    const int stop = agree_stop(c->par, c->cfg, c->t_start, &newly, 1);
+    c->since += (int64_t)newly;
+    if (stop || (c->cfg->checkpoint_every > 0 && c->since >= c->cfg->checkpoint_every)) {
+        const int rc = write_flow_checkpoint(c, round, done, res);
+        if (rc)
+            return rc;
+        c->since = 0;
+    }
+    if (stop) {
+        c->stopped_round = round;
+        /* every group's count includes the targets restored from a checkpoint */
+        double f = gf_par_unit_rank(c->par) == 0 ? (double)(finished - c->skipped) : 0.0;
+        gf_par_world_sum_vec(c->par, &f, 1);
+        c->finished_at_stop = c->skipped + (int64_t)f;
+        return GF_STOPPED;
+    }
+    return GF_OK;
+}
+
 /* A trial's seed: a function of --seed and the trial index alone. */
 static uint64_t trial_seed(uint64_t seed, int64_t trial)
 {
@@ -473,14 +651,8 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
     GfH5Out *h = NULL;
     GfModel mo;
     memset(&mo, 0, sizeof mo);
-    /* SIGTERM / SIGUSR1 (Slurm's --signal) ask for a clean stop at the next boundary */
-    struct sigaction sa, old_term, old_usr1;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    gf_stop_signal = 0;
-    sigaction(SIGTERM, &sa, &old_term);
-    sigaction(SIGUSR1, &sa, &old_usr1);
+    StopHandlers old_handlers;
+    stop_handlers_install(&old_handlers);
     if (!cfg->sweep_lag[0]) { /* one run, the batch split over the time groups */
         GfTrainLog log;
         memset(&log, 0, sizeof log);
@@ -511,9 +683,14 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
         if (rc == GF_TRAIN_STOPPED)
             gf_error(GF_TRAIN_STOPPED, "stopped after epoch %" PRId64 " (%s); the state is in '%s': "
                      "run the same command with --resume to continue", ck.stopped_at,
-                     gf_stop_signal ? "signal" : "--max-walltime", ck.ckpt);
+                     gf_stop_reason, ck.ckpt);
         rc = rc ? rc : gf_h5_write_train(h, &mo, &spec, &log);
         rc = gf_h5_close(h, rc);
+        if (rc == GF_TRAIN_STOPPED && root) { /* the state is all in the checkpoint */
+            char partial[GF_PATH_MAX + 16];
+            snprintf(partial, sizeof partial, "%s.partial", cfg->output);
+            unlink(partial);
+        }
         if (!rc && root)
             unlink(ck.ckpt); /* the finished file supersedes it */
         if (!rc && root) {
@@ -610,8 +787,8 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
             /* a fixed point every round: errors, then the stop decision */
             if ((rc = gf_par_agree(par, rc)))
                 break;
-            const int stop = gf_par_any(par, gf_stop_signal != 0 || (cfg->max_walltime > 0 &&
-                                                                     gf_time_now() - t_start > cfg->max_walltime));
+            fault_point(par, round + 1);
+            const int stop = agree_stop(par, cfg, t_start, NULL, 0);
             if ((stop && round + 1 < rounds) ||
                 (cfg->checkpoint_every > 0 && (round + 1) % cfg->checkpoint_every == 0 && round + 1 < rounds)) {
                 memcpy(all, res, (size_t)(4 * cells) * sizeof(double));
@@ -628,7 +805,7 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
                 rc = gf_error(GF_TRAIN_STOPPED, "stopped after %" PRId64 " of %" PRId64 " rounds of the "
                               "sweep (%s); the state is in '%s': run the same command with --resume "
                               "to continue", stopped_round, rounds,
-                              gf_stop_signal ? "signal" : "--max-walltime", ckpt);
+                              gf_stop_reason, ckpt);
             }
         }
         free(mine);
@@ -658,8 +835,7 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
         free(res);
         free(lags);
     }
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGUSR1, &old_usr1, NULL);
+    stop_handlers_restore(&old_handlers);
     free(cmdline);
     return rc ? fail(par, rc) : 0;
 }
@@ -689,6 +865,8 @@ int gf_main(MPI_Comm world, int argc, char **argv)
     }
     if (!rc && cfg.config[0])
         rc = read_config_file(par, &cfg);
+    if (!rc)
+        rc = gf_par_agree(par, parse_fault());
     if (!rc) {
         const char *slurm = getenv("SLURM_NTASKS");
         if (slurm && atoi(slurm) != nranks)
@@ -817,43 +995,117 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         rc = rc ? rc : fs.n_t ? gf_flow_result_alloc(&fs, &fres) : GF_OK;
         rc = gf_par_agree(par, rc);
     }
+    /* --resume: the checkpoint (its options must be this run's) and the norms
+     * of the targets it finished; rank 0 holds their rows for the final sum */
+    unsigned char *skip = NULL;
+    FlowCheckpointer ck = {.par = par, .cfg = &cfg, .ini = ini, .mo = &mo, .fs = &fs, .t_start = t_start,
+                           .stopped_round = -1};
+    snprintf(ck.ckpt, sizeof ck.ckpt, "%s.ckpt", cfg.output);
+    if (!rc && cfg.resume) {
+        const int64_t len = fs.n_t * (fs.max_lag + 1);
+        double *norms[GF_FLOW_CHECKPOINT_ARRAYS], *saved[GF_FLOW_CHECKPOINT_ARRAYS];
+        const int count = flow_norm_arrays(&fs, &fres, norms);
+        double *buf = fs.n_t ? gf_calloc((size_t)(count * len + fs.n_t), sizeof(double), "checkpoint norms") : NULL;
+        skip = fs.n_t ? gf_calloc((size_t)fs.n_t, 1, "checkpoint targets") : NULL;
+        rc = gf_par_agree(par, !fs.n_t ? gf_error(GF_EUSAGE, "--resume: this run has no flow targets, "
+                                                             "so there is nothing to resume (a run "
+                                                             "without a flow is not checkpointed)")
+                                       : buf && skip ? GF_OK : GF_ENOMEM);
+        char *old = NULL, what[512];
+        for (int k = 0; buf && k < count; ++k)
+            saved[k] = buf + k * len;
+        rc = rc ? rc : gf_h5_read_flow_checkpoint(par, ck.ckpt, &old, &fs, buf + count * len, saved, count);
+        if (!rc && ini_differs(old, ini, what, sizeof what))
+            rc = gf_error(GF_EUSAGE, "--resume: the checkpoint '%s' was written for other options: "
+                                     "'%s' is not what it recorded; resume with the options of the "
+                                     "stopped run", ck.ckpt, what);
+        rc = gf_par_agree(par, rc);
+        for (int64_t i = 0; !rc && i < fs.n_t; ++i) {
+            skip[i] = buf[count * len + i] > 0;
+            ck.skipped += skip[i];
+            for (int k = 0; root && skip[i] && k < count; ++k)
+                memcpy(norms[k] + i * (fs.max_lag + 1), saved[k] + i * (fs.max_lag + 1),
+                       (size_t)(fs.max_lag + 1) * sizeof(double));
+        }
+        ck.counted = ck.skipped;
+        free(old);
+        free(buf);
+    }
+    StopHandlers old_handlers;
+    if (fs.n_t)
+        stop_handlers_install(&old_handlers);
     if (!rc) {
         GfProgress prog;
         double t0 = gf_time_now();
+        fw.stop_nonfinite = !cfg.allow_nonfinite;
         gf_progress_begin(&prog, "forward", T, root && !cfg.quiet);
         gf_forward_run(&mo, &fw, par, &prog);
         t_fw = gf_time_now() - t0;
-        t0 = gf_time_now();
+        if (fw.bad_step && !cfg.allow_nonfinite) /* the same step on every rank */
+            rc = gf_error(GF_EDATA, "the forward pass overflowed: a(t) is not finite at step t = %" PRId64
+                          ", units %" PRId64 "..%" PRId64 " (activation %s); a smaller --w-max or --gain, "
+                          "fewer --steps or a bounded activation keeps it finite, and "
+                          "--allow-nonfinite carries on regardless", fw.bad_step, fw.bad_lo, fw.bad_hi,
+                          gf_act_name(cfg.activation));
+    }
+    if (!rc) {
+        GfProgress prog;
+        double t0 = gf_time_now();
         gf_progress_begin(&prog, "backward", T, root && !cfg.quiet);
         gf_bptt_run(&mo, &fw, &bw, par, &prog);
         t_bw = gf_time_now() - t0;
-
-        /* ---- epilog: the file ---- */
-        t0 = gf_time_now();
+        if (bw.bad_step && !cfg.allow_nonfinite)
+            rc = gf_error(GF_EDATA, "BPTT overflowed: delta(t) is not finite at step t = %" PRId64
+                          ", units %" PRId64 "..%" PRId64 " (the error flow exploded); a smaller "
+                          "--w-max or --gain or fewer --steps keeps it finite, and --allow-nonfinite "
+                          "carries on regardless", bw.bad_step, bw.bad_lo, bw.bad_hi);
+    }
+    if (!rc) {
+        GfProgress prog;
+        /* ---- epilog: the file (on --resume: the stopped run's, with all but the flow in it) ---- */
+        double t0 = gf_time_now();
         char *cmdline = join_args(argc, argv);
         GfH5Out *h = NULL;
         rc = gf_par_agree(par, cmdline ? GF_OK : gf_error(GF_ENOMEM, "out of memory"));
-        rc = rc ? rc : gf_h5_create(par, cfg.output, cmdline, &mo, &h);
-        free(cmdline);
-        rc = rc ? rc : gf_h5_write_config(h, &cfg, ini);
-        rc = rc ? rc : gf_h5_write_model(h, &mo);
-        rc = rc ? rc : gf_h5_write_forward(h, &mo, &fw);
-        rc = rc ? rc : gf_h5_write_backward(h, &mo, &bw);
+        ck.cmdline = cmdline ? cmdline : "";
+        if (cfg.resume) {
+            rc = rc ? rc : gf_h5_reopen(par, cfg.output, ck.cmdline, &mo, &h);
+        } else {
+            rc = rc ? rc : gf_h5_create(par, cfg.output, ck.cmdline, &mo, &h);
+            rc = rc ? rc : gf_h5_write_config(h, &cfg, ini);
+            rc = rc ? rc : gf_h5_write_model(h, &mo);
+            rc = rc ? rc : gf_h5_write_forward(h, &mo, &fw);
+            rc = rc ? rc : gf_h5_write_backward(h, &mo, &bw);
+        }
         t_io = gf_time_now() - t0;
         if (!rc && fs.n_t) {
             t0 = gf_time_now();
             GfFlowSink sink;
             const int64_t cv = gf_flow_max_v_rows(&fs, par);
-            rc = gf_h5_flow_begin(h, &fs, cv, gf_flow_batch_lags(&fs, cv), &sink);
+            rc = cfg.resume ? gf_h5_flow_reopen(h, &fs, &sink)
+                            : gf_h5_flow_begin(h, &fs, cv, gf_flow_batch_lags(&fs, cv), &sink);
+            ck.h = h;
+            const GfFlowControl ctl = {.skip = skip, .ctx = &ck, .round = flow_round};
             gf_progress_begin(&prog, "flow", 0, root && !cfg.quiet);
-            rc = rc ? rc : gf_flow_run(&mo, &fw, &fs, par, &sink, &fres, &prog);
+            rc = rc ? rc : gf_flow_run(&mo, &fw, &fs, par, &sink, &ctl, &fres, &prog);
             rc = rc ? rc : gf_h5_flow_end(h, &fs, &fres);
             t_flow = gf_time_now() - t0;
         }
+        if (rc == GF_STOPPED)
+            gf_error(GF_STOPPED, "stopped at write round %" PRId64 " of the flow (%s) with %" PRId64 " of %"
+                     PRId64 " targets finished; the state is in '%s' and '%s.partial': run the same "
+                     "command with --resume to continue", ck.stopped_round, gf_stop_reason,
+                     ck.finished_at_stop, fs.n_t, ck.ckpt, cfg.output);
         t0 = gf_time_now();
         rc = gf_h5_close(h, rc);
         t_io += gf_time_now() - t0;
+        if (!rc && root)
+            unlink(ck.ckpt); /* the finished file supersedes it */
+        free(cmdline);
     }
+    if (fs.n_t)
+        stop_handlers_restore(&old_handlers);
+    free(skip);
     if (!rc) {
         struct stat st;
         const double size = root && stat(cfg.output, &st) == 0 ? (double)st.st_size : 0.0;

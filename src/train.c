@@ -390,8 +390,7 @@ int gf_train_run(const GfTrainSpec *spec, GfModel *mo, const GfPar *par, GfTrain
 
 static const char *const train_only[] = {"task", "lag", "noise", "method", "lr", "momentum", "batch",
                                          "epochs", "max-epochs", "train-size", "test-size",
-                                         "guess-range", "max-guesses", "sweep-lag", "trials",
-                                         "checkpoint-every", "max-walltime", "resume"};
+                                         "guess-range", "max-guesses", "sweep-lag", "trials"};
 
 int gf_train_parse_lags(const char *spec, int64_t **lags, int64_t *count)
 {

@@ -140,7 +140,7 @@ def test_signal_stops_training_with_a_checkpoint(gradflow, tmp_path):
         os.killpg(p.pid, signal.SIGKILL)
         pytest.fail("training did not stop within 60 s of SIGUSR1")
     assert p.returncode == 75, err
-    assert "(signal)" in err and (tmp_path / "sig.h5.ckpt").exists() and not out.exists()
+    assert "(a stop signal)" in err and (tmp_path / "sig.h5.ckpt").exists() and not out.exists()
 
 
 def test_stopped_sweep_resumes_on_another_grid(gradflow, tmp_path):

@@ -21,6 +21,9 @@ typedef struct {
     double *db;      /* (n_local) */
     double norm_dW;  /* ||dE/dW||_F over all ranks; replicated */
     double *work;    /* (n + n_local) scratch for the backward products */
+    int64_t bad_step;        /* the last step tau (the first reached backward) whose delta(tau) is
+                              * not finite, 0 if none; replicated over the unit ranks */
+    int64_t bad_lo, bad_hi;  /* first and last unit of delta(bad_step) that is not finite */
 } GfBackward;
 
 /* Local.  Allocates for model's sizes; GF_ENOMEM on failure. */

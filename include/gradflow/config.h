@@ -43,9 +43,10 @@ typedef struct {
     int64_t lag, batch, epochs, max_epochs, train_size, test_size, max_guesses, trials;
     double noise, lr, momentum, guess_range;
     char sweep_lag[GF_SPEC_MAX];    /* "a:b:step" list of lags, or "" */
-    int64_t checkpoint_every;       /* epochs between checkpoints (0: only when stopped) */
+    int64_t checkpoint_every;       /* flow targets (train: epochs) between checkpoints (0: only when stopped) */
     double max_walltime;            /* seconds; stop cleanly before (0: no limit) */
     int resume;
+    int allow_nonfinite;            /* carry on past inf/NaN activations or error signals */
     char max_memory[32];            /* bytes per rank with K/M/G/T suffix, or "" (physical / ranks) */
     char grid[64];                  /* "PtxPu" or "" (1 x P) */
     int grid_t, grid_u;             /* resolved by gf_config_validate */

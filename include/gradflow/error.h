@@ -19,6 +19,8 @@ typedef enum {
     GF_EINTERNAL = 70, /* a bug or a failed library call that should not fail */
     GF_ENOMEM = 71,    /* an allocation failed */
     GF_EIO = 74,       /* a file could not be read, created or written */
+    GF_STOPPED = 75,   /* stopped cleanly (signal, --max-walltime): the state is in a
+                        * checkpoint; requeue and --resume (EX_TEMPFAIL) */
     GF_ECONFIG = 78    /* the --config file is unreadable or malformed */
 } GfStatus;
 

@@ -66,6 +66,23 @@ typedef struct {
                const double *G, const double *J);
 } GfFlowSink;
 
+/* Control of a long flow run: what to leave out, and a hook at every round.
+ * skip (N_t, may be NULL): 1 for targets already finished (a resumed run);
+ * they are neither computed nor written.  round (may be NULL) is called by
+ * every rank at every write round, whether or not the tensor is written: a
+ * point all ranks reach in step, so it may make collective calls.  done
+ * (N_t) is 1 for the targets this rank's group has finished (all their
+ * lags written, their norms in res on unit rank 0 of the group) or skipped;
+ * finished counts them.  round returns GF_OK to go on, GF_STOPPED to stop
+ * the run there (gf_flow_run returns GF_STOPPED), or an error; its return
+ * must be the same on every rank. */
+typedef struct {
+    const unsigned char *skip;
+    void *ctx;
+    int (*round)(void *ctx, int64_t round, const unsigned char *done, int64_t finished,
+                 const GfFlowResult *res);
+} GfFlowControl;
+
 /* Local.  Parses the unit list `spec` ("all", "outputs", or a comma list of
  * 0-based units i and ranges a:b[:step], inclusive) into a sorted unique
  * array (malloc'ed into *units, caller frees). GF_EUSAGE naming option. */
@@ -93,8 +110,10 @@ int gf_flow_result_alloc(const GfFlowSpec *spec, GfFlowResult *res);
 void gf_flow_result_free(GfFlowResult *res);
 
 /* Collective on world.  Computes everything above for the run in model/fw,
- * streaming the tensor through sink (may be NULL when !spec->tensor). */
+ * streaming the tensor through sink (may be NULL when !spec->tensor); ctl
+ * may be NULL.  res must be zero on entry except, on one rank, the rows of
+ * skipped targets (they are summed over the world at the end). */
 int gf_flow_run(const GfModel *model, const GfForward *fw, const GfFlowSpec *spec, const GfPar *par,
-                GfFlowSink *sink, GfFlowResult *res, GfProgress *progress);
+                GfFlowSink *sink, const GfFlowControl *ctl, GfFlowResult *res, GfProgress *progress);
 
 #endif

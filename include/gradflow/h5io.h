@@ -30,6 +30,15 @@ typedef struct GfH5Out GfH5Out;
 int gf_h5_create(const GfPar *par, const char *path, const char *command_line, const GfModel *sizes,
                  GfH5Out **out);
 
+/* Opens PATH.partial, left by a stopped run (complete = 0), read-write to
+ * continue it; records command_line as the attribute resumed_command_line. */
+int gf_h5_reopen(const GfPar *par, const char *path, const char *command_line, const GfModel *sizes,
+                 GfH5Out **out);
+
+/* Flushes everything written so far to stable storage (a sync): what a
+ * checkpoint then claims is on disk.  Collective; agreed status. */
+int gf_h5_flush(GfH5Out *h);
+
 /* /config: one attribute per resolved option, and the resolved INI text as /config/ini. */
 int gf_h5_write_config(GfH5Out *h, const GfConfig *cfg, const char *ini);
 /* /model (W, U, b, a0) only. */
@@ -45,6 +54,10 @@ int gf_h5_write_backward(GfH5Out *h, const GfModel *model, const GfBackward *bw)
  * spec->tensor, /flow/G (and /flow/J) chunked as 1 x cl lags x cv rows x N_k;
  * sets *sink to stream the tensor into them (gf_flow_run calls it). */
 int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, int64_t cv, int64_t cl, GfFlowSink *sink);
+
+/* For a resumed run: opens /flow/G (and /flow/J) of a reopened file, checks
+ * their shape against spec, and sets *sink as gf_h5_flow_begin does. */
+int gf_h5_flow_reopen(GfH5Out *h, const GfFlowSpec *spec, GfFlowSink *sink);
 
 /* /flow norms, bounds and attributes, and /lag, from res (complete on every rank). */
 int gf_h5_flow_end(GfH5Out *h, const GfFlowSpec *spec, const GfFlowResult *res);
@@ -74,9 +87,27 @@ int gf_h5_write_sweep_done(GfH5Out *h, const double *done);
 int gf_h5_read_sweep_checkpoint(const GfPar *par, const char *path, char **ini, int64_t n_lags,
                                 int64_t trials, double *out);
 
-/* Ends the file and frees h.  With status == GF_OK: writes complete = 1 last,
- * closes, and rank 0 renames PATH.partial to PATH.  Otherwise (some rank
- * failed) closes and removes PATH.partial.  Returns the agreed status. */
+/* A flow checkpoint holds GF_FLOW_CHECKPOINT_ARRAYS (N_t x L+1) arrays, in
+ * this order: log10_norm_fro, log10_norm_max, contribution,
+ * log10_contribution, J_log10_norm_fro, J_log10_norm_max (the last two only
+ * with the state Jacobian: count is 4 or 6). */
+#define GF_FLOW_CHECKPOINT_ARRAYS 6
+
+/* /checkpoint of a simulation stopped or checkpointed at write round
+ * `round`: done (N_t, 1 = finished), the target axis, and the norms' rows
+ * (complete on rank 0; rows of unfinished targets are ignored on reading). */
+int gf_h5_write_flow_checkpoint(GfH5Out *h, const GfFlowSpec *spec, int64_t round, const double *done,
+                                const double *const *norms, int count);
+
+/* Reads a flow checkpoint on every rank: done, the norms and the resolved
+ * INI (*ini, malloc'ed); checks that its target times are spec's. */
+int gf_h5_read_flow_checkpoint(const GfPar *par, const char *path, char **ini, const GfFlowSpec *spec,
+                               double *done, double *const *norms, int count);
+
+/* Ends the file and frees h.  With status == GF_OK: writes complete = 1 last
+ * (after a sync), closes, and rank 0 renames PATH.partial to PATH.
+ * Otherwise (some rank failed, or the run stopped) closes and leaves
+ * PATH.partial, which never claims complete = 1.  Returns the agreed status. */
 int gf_h5_close(GfH5Out *h, int status);
 
 /* Opens the user's dataset spec "FILE.h5:/path" on rank 0 and checks that it

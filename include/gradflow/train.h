@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "gradflow/config.h"
+#include "gradflow/error.h"
 #include "gradflow/model.h"
 #include "gradflow/par.h"
 #include "gradflow/task.h"
@@ -86,6 +87,6 @@ int gf_train_run(const GfTrainSpec *spec, GfModel *model, const GfPar *par, GfTr
                  const GfTrainHook *hook);
 
 /* Local.  The status gf_train_run returns when the hook stopped it. */
-#define GF_TRAIN_STOPPED 75
+#define GF_TRAIN_STOPPED GF_STOPPED
 
 #endif

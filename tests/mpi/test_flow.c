@@ -101,7 +101,7 @@ static void flow_run(FlowRun *r, const GfConfig *cfg, const double *W_full, int 
     const int64_t len = n_t * (L + 1) * n * n;
     MemSink ms = {sp, calloc((size_t)len, sizeof(double)), calloc((size_t)len, sizeof(double)), 0};
     GfFlowSink sink = {&ms, mem_put};
-    ck_assert_int_eq(gf_flow_run(&r->dist, &r->fw, sp, r->par, tensor ? &sink : NULL, &r->res, NULL), 0);
+    ck_assert_int_eq(gf_flow_run(&r->dist, &r->fw, sp, r->par, tensor ? &sink : NULL, NULL, &r->res, NULL), 0);
     /* every entry was written by exactly one rank; the others hold 0 */
     MPI_Allreduce(MPI_IN_PLACE, ms.G, (int)len, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     MPI_Allreduce(MPI_IN_PLACE, ms.J, (int)len, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
