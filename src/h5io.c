@@ -59,6 +59,10 @@ struct GfH5Out {
 
 static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
+static int gf_h5_abandoned_files; /* see gf_h5_abandoned() */
+
+int gf_h5_abandoned(void) { return gf_h5_abandoned_files; }
+
 /* The norms a flow checkpoint keeps, in the order of its arrays. */
 static const char *const flow_checkpoint_names[GF_FLOW_CHECKPOINT_ARRAYS] = {
     "log10_norm_fro", "log10_norm_max", "contribution", "log10_contribution", "J_log10_norm_fro",
@@ -582,6 +586,14 @@ int gf_h5_close(GfH5Out *h, int status)
         H5Pclose(h->dxpl_tensor);
     if (h->wb_fd >= 0)
         close(h->wb_fd);
+    /* After a failed write the ranks' HDF5 states may differ (one holds dirty
+     * metadata another flushed), and closing would run collective flushes
+     * that no longer match: a hang.  The file is abandoned as it is; it never
+     * claimed complete = 1. */
+    if (status == GF_EIO && h->file >= 0) {
+        h->file = -1;
+        gf_h5_abandoned_files = 1;
+    }
     if (h->file >= 0 && H5Fclose(h->file) < 0 && !rc)
         rc = gf_error(GF_EIO, "%s: closing failed (disk full?)", h->partial);
     rc = gf_par_agree(par, rc);

@@ -126,7 +126,7 @@ def test_resume_refuses_other_options(gradflow, tmp_path):
 
 def test_signal_stops_training_with_a_checkpoint(gradflow, tmp_path):
     import os, signal, subprocess, time
-    from conftest import child_env, gradflow_bin, mpiexec_words
+    from gfrun import child_env, gradflow_bin, mpiexec_words
     out = tmp_path / "sig.h5"
     cmd = [*mpiexec_words(), "--oversubscribe", "-np", "2", gradflow_bin(), "train", "--task", "latch",
            "--lag", "40", "--epochs", "100000", "--units", "16", "--quiet", "-o", str(out)]

@@ -110,6 +110,11 @@ int gf_h5_read_flow_checkpoint(const GfPar *par, const char *path, char **ini, c
  * PATH.partial, which never claims complete = 1.  Returns the agreed status. */
 int gf_h5_close(GfH5Out *h, int status);
 
+/* Local.  1 when gf_h5_close abandoned a file after an I/O error: HDF5
+ * would close it again in MPI_Finalize with collective flushes that may no
+ * longer match across ranks, so the caller ends with MPI_Abort instead. */
+int gf_h5_abandoned(void);
+
 /* Opens the user's dataset spec "FILE.h5:/path" on rank 0 and checks that it
  * is a 2-D floating-point dataset; dims receives its shape on every rank.
  * Errors name `option` (e.g. "--weights"): GF_EIO when the file cannot be

@@ -14,46 +14,20 @@ Binary and launcher: GRADFLOW_BIN (default <repo>/build/gradflow) and
 GRADFLOW_MPIEXEC (default mpiexec); --oversubscribe is always passed.
 """
 import concurrent.futures
-import os
 import pathlib
 import re
-import shlex
-import signal
-import subprocess
 
 import h5py
 import numpy as np
 import pytest
+from gfrun import run_mpi
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-TIMEOUT = 60
 RANKS = 3
 EUSAGE, EDATA, EIO, ECONFIG = 64, 65, 74, 78
 
 
 def run(args, cwd, np=RANKS, env=None):
-    cmd = [*shlex.split(os.environ.get("GRADFLOW_MPIEXEC") or "mpiexec"), "--oversubscribe",
-           "-np", str(np), os.environ.get("GRADFLOW_BIN") or str(REPO / "build" / "gradflow"),
-           *map(str, args)]
-    full_env = dict(os.environ)
-    full_env.pop("SLURM_NTASKS", None)
-    full_env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-                    OMPI_MCA_rmaps_base_oversubscribe="1", OPENBLAS_NUM_THREADS="1")
-    full_env.update(env or {})
-    proc = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        try:
-            out, err = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, err = proc.communicate()
-        pytest.fail(f"hang: {shlex.join(cmd)} did not finish within {TIMEOUT} s\n"
-                    f"--- stdout\n{out}\n--- stderr\n{err}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return run_mpi(args, np=np, cwd=cwd, env=env)
 
 
 def snapshot(d):
