@@ -147,7 +147,9 @@ static int write_block(GfH5Out *h, hid_t dset, hid_t mtype, int64_t r0, int64_t 
                       h->partial);
     H5Sclose(mspace);
     H5Sclose(fspace);
-    return rc;
+    /* agreed, so that a write failing on one rank does not make it skip the
+     * collective calls that the others go on to make */
+    return gf_par_agree(h->par, rc);
 }
 
 static int64_t axis_len(const GfH5Out *h, Axis ax)
@@ -200,7 +202,8 @@ static hid_t scale_of(GfH5Out *h, hid_t g, Axis ax)
         return ds;
     const int mine = gf_par_rank(h->par) == 0;
     int64_t *v = mine ? malloc((len ? len : 1) * sizeof *v) : NULL;
-    if (mine && !v) {
+    if (gf_par_agree(h->par, mine && !v ? gf_error(GF_ENOMEM, "out of memory") : GF_OK)) {
+        free(v);
         H5Dclose(ds);
         return -1;
     }
@@ -233,20 +236,22 @@ static hid_t create_chunked(GfH5Out *h, hid_t g, const char *name, hid_t ftype, 
     hid_t ds = H5Dcreate2(g, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
     H5Sclose(space);
-    if (ds < 0) {
-        gf_error(GF_EIO, "%s: cannot create dataset '%s'", h->partial, name);
-        return ds;
+    int bad = ds < 0 ? gf_error(GF_EIO, "%s: cannot create dataset '%s'", h->partial, name) : GF_OK;
+    if (!gf_par_agree(h->par, bad)) {
+        bad = attr_str(ds, "description", desc);
+        for (int k = 0; k < rank && !bad; ++k) {
+            hid_t sc = scale_of(h, g, axes[k]);
+            bad = sc < 0 || H5DSattach_scale(ds, sc, (unsigned)k) < 0;
+            if (sc >= 0)
+                H5Dclose(sc);
+        }
+        if (bad)
+            gf_error(GF_EIO, "%s: cannot describe dataset '%s'", h->partial, name);
     }
-    int bad = attr_str(ds, "description", desc);
-    for (int k = 0; k < rank && !bad; ++k) {
-        hid_t sc = scale_of(h, g, axes[k]);
-        bad = sc < 0 || H5DSattach_scale(ds, sc, (unsigned)k) < 0;
-        if (sc >= 0)
-            H5Dclose(sc);
-    }
-    if (bad) {
-        H5Dclose(ds);
-        gf_error(GF_EIO, "%s: cannot describe dataset '%s'", h->partial, name);
+    /* every rank returns a dataset, or none does */
+    if (gf_par_agree(h->par, bad ? GF_EIO : GF_OK)) {
+        if (ds >= 0)
+            H5Dclose(ds);
         return -1;
     }
     return ds;
@@ -265,9 +270,13 @@ static int put_f64(GfH5Out *h, hid_t g, const char *name, int rank, Axis ax0, Ax
 {
     const Axis axes[2] = {ax0, ax1};
     hid_t ds = create_ds(h, g, name, H5T_IEEE_F64LE, rank, axes, desc);
-    if (ds < 0)
-        return GF_EIO;
-    int rc = write_block(h, ds, H5T_NATIVE_DOUBLE, r0, nr, c0, nc, ld, buf, mine);
+    int rc = gf_par_agree(h->par, ds < 0 ? GF_EIO : GF_OK);
+    if (rc) {
+        if (ds >= 0)
+            H5Dclose(ds);
+        return rc;
+    }
+    rc = write_block(h, ds, H5T_NATIVE_DOUBLE, r0, nr, c0, nc, ld, buf, mine);
     H5Dclose(ds);
     return rc;
 }
@@ -278,10 +287,11 @@ static hid_t group(GfH5Out *h, const char *name, const char *desc)
     H5Pset_obj_track_times(gcpl, 0);
     hid_t g = H5Gcreate2(h->file, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
     H5Pclose(gcpl);
-    if (g < 0 || attr_str(g, "description", desc)) {
+    const int bad = g < 0 || attr_str(g, "description", desc);
+    /* every rank returns the group, or none does */
+    if (gf_par_agree(h->par, bad ? gf_error(GF_EIO, "%s: cannot create group %s", h->partial, name) : GF_OK)) {
         if (g >= 0)
             H5Gclose(g);
-        gf_error(GF_EIO, "%s: cannot create group %s", h->partial, name);
         return -1;
     }
     return g;
@@ -493,7 +503,7 @@ int gf_h5_write_model(GfH5Out *h, const GfModel *mo)
     if (!rc) {
         const Axis ax[1] = {AX_TIME};
         hid_t ds = create_ds(h, g, "target_mask", H5T_STD_U8LE, 1, ax, "1 where E(tau) counts, row tau-1");
-        rc = ds < 0 ? GF_EIO : write_block(h, ds, H5T_NATIVE_UINT8, 0, T, 0, 1, 1, mo->mask, root);
+        rc = ds < 0 ? GF_EIO : write_block(h, ds, H5T_NATIVE_UINT8, 0, T, 0, 1, 1, mo->mask, root); /* ds: agreed */
         if (ds >= 0)
             H5Dclose(ds);
     }
@@ -535,7 +545,7 @@ int gf_h5_write_backward(GfH5Out *h, const GfModel *mo, const GfBackward *bw)
         const Axis ax[1] = {AX_TIME};
         hid_t ds = create_ds(h, g, "E", H5T_IEEE_F64LE, 1, ax,
                              "E(tau) = 1/2 sum over outputs (a_k - d_k)^2 at target times, else 0");
-        rc = ds < 0 ? GF_EIO : write_block(h, ds, H5T_NATIVE_DOUBLE, 0, T, 0, 1, 1, bw->E, root);
+        rc = ds < 0 ? GF_EIO : write_block(h, ds, H5T_NATIVE_DOUBLE, 0, T, 0, 1, 1, bw->E, root); /* ds: agreed */
         rc = rc ? rc : attr_f64(ds, "loss", bw->loss);
         if (ds >= 0)
             H5Dclose(ds);

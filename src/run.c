@@ -771,6 +771,7 @@ static int run_train(GfPar *par, GfConfig *cfg, const char *ini, int argc, char 
                 memset(&log, 0, sizeof log);
                 rc = gf_model_alloc(&mo, tc.units, tc.inputs, 1, tc.steps, gf_par_units(par), tc.activation);
                 rc = rc ? rc : gf_train_log_alloc(&log, ts.epochs > 0 ? ts.epochs : ts.max_epochs, tc.steps);
+                rc = (int)gf_par_unit_max(par, (double)rc); /* the group trains together or not at all */
                 if (!rc) {
                     gf_model_generate(&mo, &tc, 0, 1, 1);
                     rc = gf_train_run(&ts, &mo, par, &log, NULL);

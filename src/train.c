@@ -52,6 +52,8 @@ typedef struct {
     double *V;     /* momentum, same layout */
     double *sq;    /* (T, cap) per-sequence sums of squares of delta(T-L) */
     double *share; /* (T) sum over sequences of ||delta(T-L)|| ||a(T-L-1)|| */
+    double *seq;   /* (T, m) one sequence's inputs, as the task makes them */
+    double *u;     /* (n_local) the flow vector of flow_norms */
     int64_t glen;  /* length of G and V */
 } Batch;
 
@@ -151,14 +153,13 @@ static double backward(Batch *b, int64_t B)
 static void load(Batch *b, int set, int64_t first, int64_t B)
 {
     const int64_t m = b->m, c = b->cap, T = b->T;
-    double *x = malloc((size_t)(T * (m ? m : 1)) * sizeof(double));
+    double *x = b->seq;
     for (int64_t j = 0; j < B; ++j) {
         gf_task_sequence(&b->spec->task, b->spec->seed, set, (uint64_t)(first + j), x, &b->D[j]);
         for (int64_t t = 0; t < T; ++t)
             for (int64_t k = 0; k < m; ++k)
                 b->X[t * m * c + k * c + j] = x[t * m + k];
     }
-    free(x);
 }
 
 /* The share of `count` sequences split over the groups (or all when not split). */
@@ -197,7 +198,7 @@ static void flow_norms(Batch *b, double *out)
     const int64_t n = b->n, nl = b->nl, c = b->cap, T = b->T;
     load(b, 1, 0, 1);
     forward(b, 1);
-    double *u = calloc((size_t)(nl ? nl : 1), sizeof(double)), *p = b->P;
+    double *u = b->u, *p = b->P;
     int64_t e = 0;
     for (int64_t r = 0; r < nl; ++r)
         u[r] = b->lo + r == n - 1 ? 1.0 : 0.0;
@@ -229,7 +230,6 @@ static void flow_norms(Batch *b, double *out)
             e += k;
         }
     }
-    free(u);
 }
 
 static int batch_alloc(Batch *b, const GfTrainSpec *spec, GfModel *mo, const GfPar *par)
@@ -251,7 +251,9 @@ static int batch_alloc(Batch *b, const GfTrainSpec *spec, GfModel *mo, const GfP
         !(b->G = gf_calloc((size_t)b->glen, sizeof(double), "gradient")) ||
         !(b->V = gf_calloc((size_t)b->glen, sizeof(double), "momentum")) ||
         !(b->sq = gf_calloc(T * c, sizeof(double), "per-lag sums")) ||
-        !(b->share = gf_calloc(T, sizeof(double), "per-lag share")))
+        !(b->share = gf_calloc(T, sizeof(double), "per-lag share")) ||
+        !(b->seq = gf_calloc(T * (size_t)(b->m ? b->m : 1), sizeof(double), "one sequence")) ||
+        !(b->u = gf_calloc(nl ? nl : 1, sizeof(double), "flow vector")))
         return GF_ENOMEM;
     return GF_OK;
 }
@@ -259,7 +261,7 @@ static int batch_alloc(Batch *b, const GfTrainSpec *spec, GfModel *mo, const GfP
 static void batch_free(Batch *b)
 {
     free(b->X), free(b->D), free(b->A), free(b->FP), free(b->DL), free(b->P), free(b->G), free(b->V);
-    free(b->sq), free(b->share);
+    free(b->sq), free(b->share), free(b->seq), free(b->u);
 }
 
 /* Every weight and bias of guess g uniform in [-range, range]; the value of
@@ -282,7 +284,8 @@ int gf_train_run(const GfTrainSpec *spec, GfModel *mo, const GfPar *par, GfTrain
                  const GfTrainHook *hook)
 {
     Batch b;
-    int rc = batch_alloc(&b, spec, mo, par);
+    /* the group's ranks enter collectives together: all or none go on */
+    int rc = (int)gf_par_unit_max(par, (double)batch_alloc(&b, spec, mo, par));
     if (rc) {
         batch_free(&b);
         return rc;
@@ -307,11 +310,14 @@ int gf_train_run(const GfTrainSpec *spec, GfModel *mo, const GfPar *par, GfTrain
         log->velocity = gf_calloc((size_t)b.glen, sizeof(double), "momentum");
         log->velocity_len = b.glen;
     }
-    if (!log->velocity || log->velocity_len != b.glen) {
+    rc = !log->velocity ? GF_ENOMEM
+         : log->velocity_len != b.glen ? gf_error(GF_EINTERNAL, "restored momentum has %lld entries, "
+                                                  "expected %lld", (long long)log->velocity_len,
+                                                  (long long)b.glen)
+                                       : GF_OK;
+    if ((rc = (int)gf_par_unit_max(par, (double)rc))) { /* the message is on the rank that failed */
         batch_free(&b);
-        return log->velocity ? gf_error(GF_EINTERNAL, "restored momentum has %lld entries, expected %lld",
-                                        (long long)log->velocity_len, (long long)b.glen)
-                             : GF_ENOMEM;
+        return rc;
     }
     free(b.V);
     b.V = log->velocity; /* the log owns the momentum, so a checkpoint holds it */
