@@ -9,6 +9,9 @@ GF_BUILD=${GF_BUILD:-$GF_ROOT/build}
 GF_PACKAGES=(openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools check libopenblas-dev
              pkg-config cmake build-essential libinih-dev
              python3-h5py python3-numpy python3-matplotlib python3-pytest)
+# tests/run.sh adds the fuzzing toolchain (clang with libFuzzer)
+read -r -a GF_EXTRA <<<"${GF_EXTRA_PACKAGES:-}"
+GF_PACKAGES+=("${GF_EXTRA[@]}")
 
 gf_install_packages() {
     if ! command -v dpkg-query >/dev/null; then

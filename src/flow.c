@@ -156,21 +156,24 @@ static int64_t active_cap(const GfFlowSpec *spec, int64_t n, int64_t cv, int64_t
     return c < spec->n_t ? c : (spec->n_t > 0 ? spec->n_t : 1);
 }
 
-int64_t gf_flow_estimate_rank_bytes(const GfFlowSpec *spec, int64_t n, int64_t n_local, int Pu, int64_t cv)
+int64_t gf_flow_estimate_rank_bytes(const GfFlowSpec *spec, int64_t n_, int64_t n_local, int Pu, int64_t cv)
 {
-    const int64_t K1 = spec->n_k * (spec->jacobian ? 2 : 1) + 1;
-    const int64_t cl = gf_flow_batch_lags(spec, cv), cap = active_cap(spec, n, cv, cl);
-    const int64_t ld = cap * K1, kb = panel_width(n, ld);
+    /* in double: products of sizes up to 2^31 overflow int64 */
+    const int64_t cl = gf_flow_batch_lags(spec, cv), cap_ = active_cap(spec, n_, cv, cl);
+    const double K1 = (double)(spec->n_k * (spec->jacobian ? 2 : 1) + 1), cap = (double)cap_;
+    const double n = (double)n_, nl = (double)n_local, ld = cap * K1;
+    const double kb = (double)panel_width(n_, cap_ * (int64_t)K1);
+    const double cells = (double)spec->n_t * (double)(spec->max_lag + 1);
     /* the block (twice when one rank holds every row), else the columns of W and
      * the gathered panel, the product rows */
-    const int64_t doubles = n_local * ld * (Pu == 1 ? 2 : 1) + (Pu == 1 ? 0 : n_local * n + n * kb) +
-                            n_local * kb + 4 * ld + n
-                            + (spec->tensor ? cap * 2 * cl * cv * spec->n_k : 0)
-                            + (spec->jacobian ? 8 : 6) * spec->n_t * (spec->max_lag + 1)
-                            /* a checkpoint's copy of the norms and its done flags */
-                            + (spec->jacobian ? 6 : 4) * spec->n_t * (spec->max_lag + 1) + spec->n_t;
-    return 8 * doubles + (int64_t)(sizeof(int) + sizeof(int64_t) + 1) * spec->n_t +
-           (int64_t)(7 * sizeof(int64_t)) * cap; /* targets and free slots */
+    const double doubles = nl * ld * (Pu == 1 ? 2 : 1) + (Pu == 1 ? 0 : nl * n + n * kb) + nl * kb + 4 * ld + n
+                           + (spec->tensor ? cap * 2 * (double)cl * (double)cv * (double)spec->n_k : 0)
+                           + (spec->jacobian ? 8 : 6) * cells
+                           /* a checkpoint's copy of the norms and its done flags */
+                           + (spec->jacobian ? 6 : 4) * cells + (double)spec->n_t;
+    const double bytes = 8 * doubles + (double)(sizeof(int) + sizeof(int64_t) + 1) * (double)spec->n_t +
+                         (double)(7 * sizeof(int64_t)) * cap; /* targets and free slots */
+    return bytes < 9.2e18 ? (int64_t)bytes : INT64_MAX;
 }
 
 /* Valid lags of target t: 0 .. min(L, t-1). */

@@ -28,28 +28,34 @@
 #include "gradflow/run.h"
 #include "gradflow/timer.h"
 
-int64_t gf_estimate_rank_bytes(int64_t n, int64_t m, int64_t n_out, int64_t T, int64_t nl)
+/* Estimates are sums of products of sizes up to 2^31 (n^2 alone passes 2^62):
+ * computed in double, and at most INT64_MAX. */
+static int64_t saturate(double bytes) { return bytes < 9.2e18 ? (int64_t)bytes : INT64_MAX; }
+
+int64_t gf_estimate_rank_bytes(int64_t n_, int64_t m_, int64_t n_out_, int64_t T_, int64_t nl_)
 {
-    const int64_t doubles = 2 * nl * n        /* W, dE/dW */
-                            + 2 * nl * m      /* U, dE/dU */
-                            + 2 * nl          /* b, dE/db */
-                            + n               /* a0 */
-                            + T * m           /* x */
-                            + T * n_out       /* d */
-                            + 3 * T * nl      /* net, fprime, delta */
-                            + (T + 1) * n     /* a, replicated */
-                            + T               /* E */
-                            + n + nl;         /* BPTT scratch */
-    return 8 * doubles + T; /* + target mask */
+    const double n = (double)n_, m = (double)m_, n_out = (double)n_out_, T = (double)T_, nl = (double)nl_;
+    const double doubles = 2 * nl * n        /* W, dE/dW */
+                           + 2 * nl * m      /* U, dE/dU */
+                           + 2 * nl          /* b, dE/db */
+                           + n               /* a0 */
+                           + T * m           /* x */
+                           + T * n_out       /* d */
+                           + 3 * T * nl      /* net, fprime, delta */
+                           + (T + 1) * n     /* a, replicated */
+                           + T               /* E */
+                           + n + nl;         /* BPTT scratch */
+    return saturate(8 * doubles + T); /* + target mask */
 }
 
-int64_t gf_estimate_file_bytes(int64_t n, int64_t m, int64_t n_out, int64_t T)
+int64_t gf_estimate_file_bytes(int64_t n_, int64_t m_, int64_t n_out_, int64_t T_)
 {
-    const int64_t doubles = 2 * n * n + 2 * n * m + 3 * n /* W, dW, U, dU, b, a0, db */
-                            + T * m + T * n_out + T       /* x, d, E */
-                            + 4 * T * n;                  /* net, a, fprime, delta */
-    const int64_t scales = 8 * (3 * T + 4 * n + 3 * m + n_out); /* each group's own axes */
-    return 8 * doubles + T + scales;
+    const double n = (double)n_, m = (double)m_, n_out = (double)n_out_, T = (double)T_;
+    const double doubles = 2 * n * n + 2 * n * m + 3 * n /* W, dW, U, dU, b, a0, db */
+                           + T * m + T * n_out + T       /* x, d, E */
+                           + 4 * T * n;                  /* net, a, fprime, delta */
+    const double scales = 8 * (3 * T + 4 * n + 3 * m + n_out); /* each group's own axes */
+    return saturate(8 * doubles + T + scales);
 }
 
 /* Rank 0 prints the agreed error once. */
@@ -335,9 +341,10 @@ static void flow_spec_free(GfFlowSpec *fs)
 
 static int64_t flow_file_bytes(const GfFlowSpec *fs)
 {
-    const int64_t cells = fs->n_t * (fs->max_lag + 1);
-    return 8 * ((fs->tensor ? (fs->jacobian ? 2 : 1) * cells * fs->n_v * fs->n_k : 0) +
-                (fs->jacobian ? 8 : 6) * cells + 2 * (fs->n_t + fs->max_lag + 1) + fs->n_v + fs->n_k);
+    const double cells = (double)fs->n_t * (double)(fs->max_lag + 1);
+    return saturate(8 * ((fs->tensor ? (fs->jacobian ? 2 : 1) * cells * (double)fs->n_v * (double)fs->n_k : 0) +
+                         (fs->jacobian ? 8 : 6) * cells + 2 * (double)(fs->n_t + fs->max_lag + 1) +
+                         (double)(fs->n_v + fs->n_k)));
 }
 
 /* Rank 0: one line per target: the fitted decay of log10 ||G||_F per step,
@@ -898,7 +905,8 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         free(mask);
         rc = gf_par_agree(par, rc);
     }
-    const int64_t file_bytes = gf_estimate_file_bytes(n, m, n_out, T) + (fs_est.n_t ? flow_file_bytes(&fs_est) : 0);
+    const int64_t file_bytes = saturate((double)gf_estimate_file_bytes(n, m, n_out, T) +
+                                        (double)(fs_est.n_t ? flow_file_bytes(&fs_est) : 0));
     if (!rc)
         rc = gf_par_agree(par, root ? check_output(&cfg, file_bytes) : GF_OK);
     if (!rc && !cfg.train) {
