@@ -405,39 +405,28 @@ int gf_config_check_sizes(GfConfig *cfg)
     if (!strcmp(cfg->target_times, "file") && !cfg->targets_file[0])
         return gf_error(GF_EUSAGE, "--target-times: 'file' means the rows of --targets-file that "
                                    "are not NaN, but no --targets-file is given");
+    /* the lists are checked without a mask: no allocation before the memory check */
     if (strcmp(cfg->target_times, "file") != 0) {
-        unsigned char *mask = malloc((size_t)cfg->steps);
-        if (!mask)
-            return gf_error(GF_ENOMEM, "--target-times: out of memory for T = %" PRId64, cfg->steps);
-        int rc = gf_timeset_parse(cfg->target_times, cfg->steps, "--target-times", mask);
-        free(mask);
+        int rc = gf_timeset_parse(cfg->target_times, cfg->steps, "--target-times", NULL);
         if (rc)
             return rc;
     }
     if (strcmp(cfg->flow_targets, "targets") && strcmp(cfg->flow_targets, "none")) {
-        unsigned char *mask = malloc((size_t)cfg->steps);
-        if (!mask)
-            return gf_error(GF_ENOMEM, "--flow-targets: out of memory for T = %" PRId64, cfg->steps);
-        int rc = gf_timeset_parse(cfg->flow_targets, cfg->steps, "--flow-targets", mask);
-        free(mask);
+        int rc = gf_timeset_parse(cfg->flow_targets, cfg->steps, "--flow-targets", NULL);
         if (rc)
             return rc;
     }
     if (cfg->max_lag < -1 || cfg->max_lag > cfg->steps - 1)
         return gf_error(GF_EUSAGE, "--max-lag: %" PRId64 " is not allowed; L must be -1 (all lags) "
                                    "or 0 .. T-1 = %" PRId64, cfg->max_lag, cfg->steps - 1);
-    int64_t *units = NULL, count = 0;
-    int rc = gf_flow_parse_units(cfg->flow_units_k, cfg->units, cfg->outputs, "--flow-units-k", &units,
-                                 &count);
-    free(units);
+    /* checked only: the lists are built after the memory check */
+    int rc = gf_flow_parse_units(cfg->flow_units_k, cfg->units, cfg->outputs, "--flow-units-k", NULL, NULL);
     if (rc)
         return rc;
     if (!strcmp(cfg->flow_units_v, "outputs"))
         return gf_error(GF_EUSAGE, "--flow-units-v: 'outputs' is not allowed; give 'all' or a "
                                    "0-based unit list");
-    rc = gf_flow_parse_units(cfg->flow_units_v, cfg->units, cfg->outputs, "--flow-units-v", &units, &count);
-    free(units);
-    return rc;
+    return gf_flow_parse_units(cfg->flow_units_v, cfg->units, cfg->outputs, "--flow-units-v", NULL, NULL);
 }
 
 int gf_config_option_count(void) { return NOPTS; }

@@ -7,38 +7,30 @@
 #include "gradflow/error.h"
 #include "gradflow/flow.h"
 #include "gradflow/timer.h"
+#include "gradflow/timeset.h"
 
 #define LOG10_2 0.301029995663981195213738894724493027
 
 /* ---- unit lists ---- */
 
-static int parse_index(const char *s, const char *end, int64_t *out)
-{
-    if (s == end || end - s > 18)
-        return -1;
-    int64_t v = 0;
-    for (const char *p = s; p < end; ++p) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        v = v * 10 + (*p - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 int gf_flow_parse_units(const char *spec, int64_t n, int64_t n_out, const char *option,
                         int64_t **units, int64_t *count)
 {
-    *units = NULL;
-    *count = 0;
-    unsigned char *mask = gf_calloc((size_t)n, 1, "unit list");
-    if (!mask)
+    if (units)
+        *units = NULL;
+    if (count)
+        *count = 0;
+    /* without units only the list is checked: no O(n) memory before the memory check */
+    unsigned char *mask = units ? gf_calloc((size_t)n, 1, "unit list") : NULL;
+    if (units && !mask)
         return GF_ENOMEM;
     int rc = GF_OK;
     if (!strcmp(spec, "all")) {
-        memset(mask, 1, (size_t)n);
+        if (mask)
+            memset(mask, 1, (size_t)n);
     } else if (!strcmp(spec, "outputs")) {
-        memset(mask + (n - n_out), 1, (size_t)n_out);
+        if (mask)
+            memset(mask + (n - n_out), 1, (size_t)n_out);
     } else {
         const char *item = spec;
         for (;;) {
@@ -50,10 +42,10 @@ int gf_flow_parse_units(const char *spec, int64_t n, int64_t n_out, const char *
             int64_t a = 0, b = 0, step = 1;
             int bad;
             if (!c1)
-                bad = parse_index(item, stop, &a) || (b = a, 0);
+                bad = gf_parse_index(item, stop, &a) || (b = a, 0);
             else
-                bad = parse_index(item, c1, &a) || parse_index(c1 + 1, c2 ? c2 : stop, &b) ||
-                      (c2 && (parse_index(c2 + 1, stop, &step) || memchr(c2 + 1, ':', (size_t)(stop - c2 - 1))));
+                bad = gf_parse_index(item, c1, &a) || gf_parse_index(c1 + 1, c2 ? c2 : stop, &b) ||
+                      (c2 && (gf_parse_index(c2 + 1, stop, &step) || memchr(c2 + 1, ':', (size_t)(stop - c2 - 1))));
             if (bad || step < 1 || a > b || b >= n) {
                 rc = gf_error(GF_EUSAGE,
                               "%s: '%.*s' is not allowed; give 'all', 'outputs', or a comma list of "
@@ -61,13 +53,15 @@ int gf_flow_parse_units(const char *spec, int64_t n, int64_t n_out, const char *
                               option, (int)(stop - item), item, (long long)n);
                 break;
             }
-            for (int64_t i = a; i <= b; i += step)
+            for (int64_t i = a; mask && i <= b; i += step)
                 mask[i] = 1;
             if (!*stop)
                 break;
             item = stop + 1;
         }
     }
+    if (!units) /* a valid item always names a unit: the list is not empty */
+        return rc;
     int64_t c = 0;
     for (int64_t i = 0; i < n; ++i)
         c += mask[i];

@@ -891,6 +891,12 @@ int gf_main(MPI_Comm world, int argc, char **argv)
     if (!rc)
         rc = gf_par_agree(par, gf_config_validate(&cfg, nranks));
     const int64_t n = cfg.units, m = cfg.inputs, n_out = cfg.outputs, T = cfg.steps;
+    /* the model's arrays alone first: sizes that cannot fit are refused before
+     * the flow's O(n + T) lists below are built */
+    if (!rc && !cfg.train)
+        rc = gf_par_agree(par, check_memory(par, &cfg, 30.0 * 1024 * 1024 +
+                                                (double)gf_estimate_rank_bytes(n, m, n_out, T,
+                                                                               gf_dist_block(n, cfg.grid_u, 0).count)));
     /* the flow as far as the options fix it (with a targets file: every step a target) */
     GfFlowSpec fs_est;
     memset(&fs_est, 0, sizeof fs_est);

@@ -6,12 +6,9 @@
 #include "gradflow/error.h"
 #include "gradflow/timeset.h"
 
-/* Parses one time ("T" or a decimal integer) from [s, end); -1 when malformed. */
-static int64_t parse_time(const char *s, const char *end, int64_t T)
+int gf_parse_index(const char *s, const char *end, int64_t *out)
 {
-    if (end - s == 1 && *s == 'T')
-        return T;
-    if (s == end || end - s > 19)
+    if (s == end || end - s > 18) /* below 10^18: no overflow */
         return -1;
     int64_t v = 0;
     for (const char *p = s; p < end; ++p) {
@@ -19,12 +16,23 @@ static int64_t parse_time(const char *s, const char *end, int64_t T)
             return -1;
         v = v * 10 + (*p - '0');
     }
-    return v;
+    *out = v;
+    return 0;
+}
+
+/* Parses one time ("T" or a decimal integer) from [s, end); -1 when malformed. */
+static int64_t parse_time(const char *s, const char *end, int64_t T)
+{
+    if (end - s == 1 && *s == 'T')
+        return T;
+    int64_t v;
+    return gf_parse_index(s, end, &v) ? -1 : v;
 }
 
 int gf_timeset_parse(const char *spec, int64_t T, const char *option, unsigned char *mask)
 {
-    memset(mask, 0, (size_t)T);
+    if (mask)
+        memset(mask, 0, (size_t)T);
     if (!spec || !*spec)
         return gf_error(GF_EUSAGE, "%s: empty list; give times like 'T', '5', '1:10:2' (1 <= t <= T = %lld)",
                         option, (long long)T);
@@ -64,7 +72,7 @@ int gf_timeset_parse(const char *spec, int64_t T, const char *option, unsigned c
                             "%s: '%.*s' is outside the run; times must satisfy 1 <= a <= b <= T = "
                             "%lld and step >= 1",
                             option, (int)(stop - item), item, (long long)T);
-        for (int64_t t = v[0]; t <= v[1]; t += v[2])
+        for (int64_t t = v[0]; mask && t <= v[1]; t += v[2])
             mask[t - 1] = 1;
         if (*stop == '\0')
             break;

@@ -85,7 +85,8 @@ typedef struct {
 
 /* Local.  Parses the unit list `spec` ("all", "outputs", or a comma list of
  * 0-based units i and ranges a:b[:step], inclusive) into a sorted unique
- * array (malloc'ed into *units, caller frees). GF_EUSAGE naming option. */
+ * array (malloc'ed into *units, caller frees). GF_EUSAGE naming option.
+ * units and count NULL: only checks the list, allocating nothing. */
 int gf_flow_parse_units(const char *spec, int64_t n, int64_t n_out, const char *option,
                         int64_t **units, int64_t *count);
 

@@ -118,6 +118,12 @@ CASES = [
     ("max-memory-exceeded", args("--units", "300", "--max-memory", "1M"), EUSAGE,
      ["--max-memory", "GiB per rank"]),
     ("max-memory-malformed", args("--max-memory", "4X"), EUSAGE, ["--max-memory", "4X"]),
+    # found by fuzzing: n near 2^31 overflowed the estimate, and the flow's unit lists
+    # (O(n) each) were built before the memory check
+    ("units-near-2^31", args("--units", "2147483647", "--steps", "3", "--flow-units-v", "all"), EUSAGE,
+     ["--max-memory", "GiB per rank"]),
+    ("steps-near-2^31", args("--units", "2", "--steps", "2147483647", "--target-times", "1:T:1"), EUSAGE,
+     ["--max-memory", "GiB per rank"]),
     # config file
     ("config-missing", args("--config", "nowhere.ini"), ECONFIG, ["--config", "nowhere.ini"]),
     ("config-unknown-key", ini("units = 4\nunitz = 5\n"), ECONFIG, ["unitz"]),
