@@ -23,6 +23,7 @@ export ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0:allocator_may_return_
 export LSAN_OPTIONS=suppressions=$ROOT/tests/fuzz/lsan.supp
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 status=0
+cd "$OUT" # sanitizer notes of the pre-reading child processes (.PID files) land here
 for target in fuzz_options fuzz_weights; do
     mkdir -p "$OUT/$target/corpus"
     echo "== $target, ${SECONDS_EACH} s"
