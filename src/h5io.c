@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* sync_file_range */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <hdf5.h>
@@ -46,10 +47,28 @@ static const char *const axis_desc[AX_COUNT] = {
     "the task's lag of each sweep point",
     "trial index; its seed derives from --seed and the index"};
 
+/* The write-back helper.  Tensor bytes written by the flow sit in the page
+ * cache until the sync before `complete`; at disk speed that sync alone
+ * would take seconds per GB.  So every 32 MiB the kernel is asked to start
+ * writing back (sync_file_range, which does not wait for the data but does
+ * wait while the disk's queue is full): by a thread of its own when MPI
+ * allows one (MPI_THREAD_FUNNELED: it makes no MPI or HDF5 call), so that
+ * the flow never waits for the disk; in line otherwise.  Linux only; a
+ * no-op elsewhere. */
+typedef struct {
+    int fd;                 /* the .partial, read-only; -1 not opened, -2 cannot be */
+    int threaded, pending, quit;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+} Writeback;
+
+static void writeback_stop(Writeback *w);
+
 struct GfH5Out {
     const GfPar *par;
     hid_t file, dxpl, dxpl_tensor;
-    int wb_fd;       /* the .partial, read-only: starts write-back of the tensor early */
+    Writeback wb;     /* starts the write-back of the tensor while the flow computes */
     int64_t unsynced; /* tensor bytes this rank wrote since the last start of write-back */
     char path[GF_PATH_MAX], partial[GF_PATH_MAX + 16];
     int64_t n, m, n_out, T;
@@ -315,7 +334,7 @@ static int open_partial(const GfPar *par, const char *path, const GfModel *sizes
     }
     h->par = par;
     h->file = h->dxpl = h->dxpl_tensor = h->G = h->J = -1;
-    h->wb_fd = -1;
+    h->wb.fd = -1;
     snprintf(h->path, sizeof h->path, "%s", path);
     snprintf(h->partial, sizeof h->partial, "%s.partial", path);
     h->n = sizes->n;
@@ -596,8 +615,7 @@ int gf_h5_close(GfH5Out *h, int status)
         H5Pclose(h->dxpl);
     if (h->dxpl_tensor >= 0)
         H5Pclose(h->dxpl_tensor);
-    if (h->wb_fd >= 0)
-        close(h->wb_fd);
+    writeback_stop(&h->wb);
     /* After a failed write the ranks' HDF5 states may differ (one holds dirty
      * metadata another flushed), and closing would run collective flushes
      * that no longer match: a hang.  The file is abandoned as it is; it never
@@ -790,28 +808,83 @@ int gf_h5_read_rows(const GfPar *par, const char *spec, const char *option, int6
 /* ---- the flow tensor (SPEC §3-4, /flow and /lag) ---- */
 
 /* The sink: this rank's slab of lags x V rows x K of one target, collective. */
-/* Starts (does not wait for) the write-back of the file's dirty pages.  The
- * tensor is most of the file: written back while the flow computes, it is
- * not left for the flush before `complete` (a sync of the whole file, many
- * seconds at disk speed) nor does it pile up until the kernel throttles the
- * writer.  Linux only; a no-op elsewhere or if the file cannot be opened. */
+static void *writeback_main(void *arg)
+{
+    Writeback *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->pending && !w->quit)
+            pthread_cond_wait(&w->wake, &w->lock);
+        if (w->quit)
+            break;
+        w->pending = 0;
+        pthread_mutex_unlock(&w->lock);
+#ifdef SYNC_FILE_RANGE_WRITE
+        (void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+/* Asks for the write-back of what this rank wrote, every 32 MiB of tensor. */
 static void start_writeback(GfH5Out *h, int64_t bytes)
 {
 #ifdef SYNC_FILE_RANGE_WRITE
+    Writeback *w = &h->wb;
     h->unsynced += bytes;
-    if (h->unsynced < ((int64_t)32 << 20))
+    if (h->unsynced < ((int64_t)32 << 20) || w->fd == -2)
         return;
     h->unsynced = 0;
-    if (h->wb_fd == -1) {
-        h->wb_fd = open(h->partial, O_RDONLY | O_CLOEXEC);
-        if (h->wb_fd < 0)
-            h->wb_fd = -2; /* do not try again */
+    if (w->fd == -1) {
+        w->fd = open(h->partial, O_RDONLY | O_CLOEXEC);
+        if (w->fd < 0) {
+            w->fd = -2; /* do not try again */
+            return;
+        }
+        int level = MPI_THREAD_SINGLE;
+        MPI_Query_thread(&level);
+        w->threaded = level >= MPI_THREAD_FUNNELED && !pthread_mutex_init(&w->lock, NULL);
+        if (w->threaded && pthread_cond_init(&w->wake, NULL)) {
+            pthread_mutex_destroy(&w->lock);
+            w->threaded = 0;
+        }
+        if (w->threaded && pthread_create(&w->thread, NULL, writeback_main, w)) {
+            pthread_cond_destroy(&w->wake);
+            pthread_mutex_destroy(&w->lock);
+            w->threaded = 0;
+        }
     }
-    if (h->wb_fd >= 0)
-        (void)sync_file_range(h->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (w->threaded) {
+        pthread_mutex_lock(&w->lock);
+        w->pending = 1;
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+    } else {
+        (void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    }
 #else
     (void)h, (void)bytes;
 #endif
+}
+
+/* Ends the helper thread and closes its descriptor (the data's sync is H5Fflush's). */
+static void writeback_stop(Writeback *w)
+{
+    if (w->threaded) {
+        pthread_mutex_lock(&w->lock);
+        w->quit = 1;
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        w->threaded = 0;
+    }
+    if (w->fd >= 0)
+        close(w->fd);
+    w->fd = -1;
 }
 
 static int put_flow(void *ctx, int64_t target, int64_t lag0, int64_t nlags, int64_t va0, int64_t nva,

@@ -6,7 +6,10 @@
 
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    /* funneled: only this thread calls MPI; the output's write-back helper
+     * (h5io.c) is a thread that makes no MPI call */
+    int provided = MPI_THREAD_SINGLE;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
     const int status = gf_main(MPI_COMM_WORLD, argc, argv);
     /* an output abandoned after an I/O error (the message is out, the
      * .partial left): MPI_Finalize would hang in HDF5's clean-up, so every
