@@ -167,7 +167,7 @@ int64_t gf_flow_estimate_rank_bytes(const GfFlowSpec *spec, int64_t n_, int64_t 
                            + (spec->jacobian ? 6 : 4) * cells + (double)spec->n_t;
     const double bytes = 8 * doubles + (double)(sizeof(int) + sizeof(int64_t) + 1) * (double)spec->n_t +
                          (double)(7 * sizeof(int64_t)) * cap; /* targets and free slots */
-    return bytes < 9.2e18 ? (int64_t)bytes : INT64_MAX;
+    return !(bytes > 0) ? 0 : bytes < 9.2e18 ? (int64_t)bytes : INT64_MAX;
 }
 
 /* Valid lags of target t: 0 .. min(L, t-1). */

@@ -30,7 +30,10 @@
 
 /* Estimates are sums of products of sizes up to 2^31 (n^2 alone passes 2^62):
  * computed in double, and at most INT64_MAX. */
-static int64_t saturate(double bytes) { return bytes < 9.2e18 ? (int64_t)bytes : INT64_MAX; }
+static int64_t saturate(double bytes)
+{
+    return !(bytes > 0) ? 0 : bytes < 9.2e18 ? (int64_t)bytes : INT64_MAX;
+}
 
 int64_t gf_estimate_rank_bytes(int64_t n_, int64_t m_, int64_t n_out_, int64_t T_, int64_t nl_)
 {
@@ -911,8 +914,9 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         free(mask);
         rc = gf_par_agree(par, rc);
     }
-    const int64_t file_bytes = saturate((double)gf_estimate_file_bytes(n, m, n_out, T) +
-                                        (double)(fs_est.n_t ? flow_file_bytes(&fs_est) : 0));
+    /* (sizes are only meaningful once validated) */
+    const int64_t file_bytes = rc ? 0 : saturate((double)gf_estimate_file_bytes(n, m, n_out, T) +
+                                                 (double)(fs_est.n_t ? flow_file_bytes(&fs_est) : 0));
     if (!rc)
         rc = gf_par_agree(par, root ? check_output(&cfg, file_bytes) : GF_OK);
     if (!rc && !cfg.train) {
@@ -960,9 +964,9 @@ int gf_main(MPI_Comm world, int argc, char **argv)
             /* measured here: MPI, HDF5 and BLAS take about 30 MiB of a tiny run's RSS */
             const double runtime = 30.0 * 1024 * 1024;
             print_bytes(stdout, "  memory per rank: ",
-                        runtime + (double)(gf_estimate_rank_bytes(n, m, n_out, T, big.count) + flow_big));
+                        runtime + (double)gf_estimate_rank_bytes(n, m, n_out, T, big.count) + (double)flow_big);
             printf(" (largest block, %" PRId64 " units)", big.count);
-            print_bytes(stdout, ", ", runtime + (double)(gf_estimate_rank_bytes(n, m, n_out, T, small.count) + flow_small));
+            print_bytes(stdout, ", ", runtime + (double)gf_estimate_rank_bytes(n, m, n_out, T, small.count) + (double)flow_small);
             printf(" (smallest block, %" PRId64 " units): gradflow's arrays and about 30 MiB for "
                    "MPI, HDF5 and BLAS; aggregator ranks of collective writes add the MPI-IO "
                    "buffer (tens of MiB)\n", small.count);

@@ -122,6 +122,10 @@ CASES = [
     # (O(n) each) were built before the memory check
     ("units-near-2^31", args("--units", "2147483647", "--steps", "3", "--flow-units-v", "all"), EUSAGE,
      ["--max-memory", "GiB per rank"]),
+    # found by fuzzing: the file-size estimate was computed from sizes that had failed
+    # validation (a negative n_out), an undefined conversion
+    ("sizes-invalid-together", args("--units", "13", "--steps", "2254775807", "--outputs", "-1254775807"),
+     EUSAGE, ["--steps"]),
     ("steps-near-2^31", args("--units", "2", "--steps", "2147483647", "--target-times", "1:T:1"), EUSAGE,
      ["--max-memory", "GiB per rank"]),
     # config file
