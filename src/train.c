@@ -424,7 +424,7 @@ int gf_train_parse_lags(const char *spec, int64_t **lags, int64_t *count)
             return gf_error(GF_EUSAGE, "--sweep-lag: cannot read '%s'; give lags >= 1 as a comma list of "
                                        "L and a:b[:step] (at most 10^6)", spec);
         }
-        for (long long L = a; L <= b; L += step) {
+        for (long long L = a; L <= b; L = b - L < step ? b + 1 : L + step) { /* no overflow for a huge step */
             if (*count == cap) {
                 cap = cap ? 2 * cap : 16;
                 int64_t *grown = realloc(*lags, (size_t)cap * sizeof(int64_t));
