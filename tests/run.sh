@@ -31,5 +31,5 @@ ctest --output-on-failure -j "$(nproc)" -R '^(unit|core_np[12]|flow_np[12]|train
 
 if [ "${GF_FUZZ_SECONDS:-20}" -gt 0 ]; then
     echo "== fuzzing: ${GF_FUZZ_SECONDS:-20} s a target =="
-    bash "$GF_ROOT/tests/fuzz/run.sh" "${GF_FUZZ_SECONDS:-20}"
+    GF_FUZZ_SEED=${GF_FUZZ_SEED:-1} bash "$GF_ROOT/tests/fuzz/run.sh" "${GF_FUZZ_SECONDS:-20}"
 fi
