@@ -1,17 +1,7 @@
-"""Fixtures of the analysis tests; the MPI runner is tests/pylib/gfrun.py."""
-import os
+"""Fixtures of the analysis tests: the MPI runner and the `gradflow` fixture are
+tests/pylib/gfrun.py, shared by both pytest suites."""
 import pathlib
 import sys
 
-import pytest
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests" / "pylib"))
-from gfrun import REPO, TIMEOUT, Gradflow, gradflow_bin, run_mpi  # noqa: E402,F401
-
-
-@pytest.fixture(scope="session")
-def gradflow():
-    if not os.access(gradflow_bin(), os.X_OK):
-        pytest.fail(f"gradflow binary not found or not executable: {gradflow_bin()} "
-                    "(build it, or set GRADFLOW_BIN)")
-    return Gradflow()
+from gfrun import REPO, TIMEOUT, Gradflow, gradflow, gradflow_bin, run_mpi  # noqa: E402,F401

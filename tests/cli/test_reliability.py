@@ -61,6 +61,28 @@ def grid_args(np_, grid):
     return ["--grid", grid] if grid else []
 
 
+def act_when(cmd, cwd, env, ready, act):
+    """Starts cmd, waits (at most 60 s) until ready() or its end, calls act(p) if it still
+    runs, and returns (returncode, stdout, stderr); the process group is killed on any way out."""
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready() and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if p.poll() is None:
+            act(p)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    return p.returncode, out, err
+
+
+def usr1(p):
+    p.send_signal(signal.SIGUSR1)
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """Uninterrupted runs, one per (ranks, grid), made on first use."""
@@ -182,21 +204,10 @@ def test_signal_through_the_launcher(tmp_path):
             "--max-lag", 100, "--flow-units-k", "outputs", "--outputs", 4, "--no-flow-tensor",
             "--checkpoint-every", 20, "--quiet", "-o", "out.h5"]
     cmd = [*mpiexec_words(), "--oversubscribe", "-np", "2", gradflow_bin(), *map(str, args)]
-    p = subprocess.Popen(cmd, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "out.h5.ckpt").exists() and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if p.poll() is None:
-            p.send_signal(signal.SIGUSR1)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
-    if p.returncode == 0:
+    rc, _, err = act_when(cmd, tmp_path, child_env(), (tmp_path / "out.h5.ckpt").exists, usr1)
+    if rc == 0:
         pytest.skip("the run finished before the signal arrived (machine too fast for this size)")
-    assert p.returncode == STOPPED, err
+    assert rc == STOPPED, err
     assert "a stop signal" in err
     r = run_mpi(args + ["--resume"], np=2, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -269,21 +280,10 @@ def test_sbatch_script_requeues_and_resumes(tmp_path):
                      "CONFIG": str(ini), "OUT": str(out), "SLURM_JOB_ID": "4242"})
     env.pop("SLURM_NTASKS", None)
     script = str(pathlib.Path(__file__).resolve().parents[2] / "jobs" / "gradflow.sbatch")
-    p = subprocess.Popen(["bash", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not pathlib.Path(str(out) + ".ckpt").exists() and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if p.poll() is None:
-            p.send_signal(signal.SIGUSR1)
-        log, _ = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
+    rc, log, _ = act_when(["bash", script], tmp_path, env, pathlib.Path(str(out) + ".ckpt").exists, usr1)
     if out.exists():
         pytest.skip("the run finished before the signal arrived (machine too fast for this size)")
-    assert p.returncode == 0, log
+    assert rc == 0, log
     assert (tmp_path / "requeued").read_text().split() == ["requeue", "4242"], log
     r = subprocess.run(["bash", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -331,22 +331,14 @@ def test_output_directory_removed_mid_run(tmp_path):
             "--max-lag", 100, "--flow-units-k", "outputs", "--outputs", 4, "--no-flow-tensor",
             "--quiet", "-o", d / "out.h5"]
     cmd = [*mpiexec_words(), "--oversubscribe", "-np", "2", gradflow_bin(), *map(str, args)]
-    p = subprocess.Popen(cmd, cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (d / "out.h5.partial").exists() and p.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if p.poll() is None:
-            for f in d.iterdir():
-                f.unlink()
-            d.rmdir()
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGKILL)
+    def remove_dir(_):
+        for f in d.iterdir():
+            f.unlink()
+        d.rmdir()
+
+    rc, _, err = act_when(cmd, tmp_path, child_env(), (d / "out.h5.partial").exists, remove_dir)
     if d.exists():
         pytest.skip("the run finished before the directory could be removed")
-    assert p.returncode == EIO, err
+    assert rc == EIO, err
     errors = [line for line in err.splitlines() if line.startswith("gradflow:")]
     assert len(errors) == 1 and "out.h5" in errors[0], err

@@ -88,3 +88,12 @@ class Gradflow:
         assert r.returncode == 0, (f"{shlex.join(r.args)} exited {r.returncode}\n"
                                    f"--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}")
         return r
+
+
+@pytest.fixture(scope="session")
+def gradflow():
+    """The program under test (a pytest fixture; each suite's conftest imports it)."""
+    if not os.access(gradflow_bin(), os.X_OK):
+        pytest.fail(f"gradflow binary not found or not executable: {gradflow_bin()} "
+                    "(build it, or set GRADFLOW_BIN)")
+    return Gradflow()
