@@ -62,6 +62,20 @@ echo "== building a Release copy in build-bench/" >&2
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
 cmake --build "$BUILD" -j "$(nproc)" --target gradflow_exe >/dev/null
 
+# Debian 12's OpenBLAS falls back to its SSE3 kernels on some virtual CPUs it
+# does not recognise; gradflow then warns and names the OPENBLAS_CORETYPE that
+# fits the CPU.  Every party of the benchmark (gradflow, the dgemm helper,
+# numpy and PyTorch) runs with that one setting; the table's header names it.
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+    mkdir -p "$OUT"
+    CORE=$("$BUILD/gradflow" --units 4 --steps 2 --dry-run --quiet -o "$OUT/probe.h5" 2>&1 >/dev/null |
+           sed -n 's/.*set OPENBLAS_CORETYPE=\([A-Za-z0-9]*\).*/\1/p')
+    if [ -n "$CORE" ]; then
+        echo "bench.sh: OpenBLAS chose baseline kernels for this CPU; every party runs with OPENBLAS_CORETYPE=$CORE" >&2
+        export OPENBLAS_CORETYPE=$CORE
+    fi
+fi
+
 echo "== compiling the helpers" >&2
 mkdir -p "$HELPERS" "$OUT"
 CBLAS_INC=$(dirname "$(find /usr/include -name cblas.h -path '*openblas-pthread*' -print -quit 2>/dev/null || true)")

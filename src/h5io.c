@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "gf_gitrev.h"
+#include "gradflow/blas.h"
 #include "gradflow/error.h"
 #include "gradflow/flow.h"
 #include "gradflow/h5io.h"
@@ -418,6 +419,11 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
         strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
     }
     rc = gf_par_bcast_string(par, &sp);
+    /* rank 0's BLAS kernels, so that a slow run can be explained afterwards */
+    char blas[512] = "", *bp = blas;
+    if (gf_par_rank(par) == 0)
+        gf_blas_describe(blas, sizeof blas);
+    rc = rc ? rc : gf_par_bcast_string(par, &bp);
     if (!rc) {
         char grid[64];
         snprintf(grid, sizeof grid, "1x%d", gf_par_unit_size(par));
@@ -431,6 +437,7 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
         rc = rc ? rc : attr_i64(h->file, "mpi_ranks", gf_par_size(par));
         rc = rc ? rc : attr_str(h->file, "grid", grid);
         rc = rc ? rc : attr_str(h->file, "created_utc", sp);
+        rc = rc ? rc : attr_str(h->file, "blas", bp);
         rc = rc ? rc : attr_i64(h->file, "complete", 0);
         rc = rc ? rc : attr_str(h->file, "description",
                                 "gradflow output (Hochreiter et al. 2001): forward pass, BPTT, "
@@ -441,6 +448,8 @@ int gf_h5_create(const GfPar *par, const char *path, const char *command_line, c
     }
     if (sp != stamp)
         free(sp);
+    if (bp != blas)
+        free(bp);
     return gf_par_agree(par, rc);
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "gf_gitrev.h"
+#include "gradflow/blas.h"
 #include "gradflow/bptt.h"
 #include "gradflow/config.h"
 #include "gradflow/error.h"
@@ -869,8 +870,11 @@ int gf_main(MPI_Comm world, int argc, char **argv)
     if (!rc && action != GF_ACTION_RUN) {
         if (root && action == GF_ACTION_HELP)
             gf_config_print_help(stdout);
-        if (root && action == GF_ACTION_VERSION)
-            printf("gradflow %s (git %s)\n", GF_VERSION, GF_GIT_REVISION);
+        if (root && action == GF_ACTION_VERSION) {
+            char blas[512];
+            gf_blas_describe(blas, sizeof blas);
+            printf("gradflow %s (git %s)\nBLAS: %s\n", GF_VERSION, GF_GIT_REVISION, blas);
+        }
         gf_par_destroy(par);
         return 0;
     }
@@ -942,9 +946,17 @@ int gf_main(MPI_Comm world, int argc, char **argv)
     }
     char ini[16384];
     gf_config_to_ini(&cfg, ini, sizeof ini);
+    char blas[512], coretype[32];
+    gf_blas_describe(blas, sizeof blas);
+    if (root && gf_blas_kernels_behind(coretype, sizeof coretype))
+        fprintf(stderr, "gradflow: warning: OpenBLAS runs its '%s' kernels, without the AVX2/FMA "
+                "instructions this CPU has, so every product is several times slower than it could "
+                "be; set OPENBLAS_CORETYPE=%s in the environment of every rank (see README, "
+                "Performance)\n", gf_blas_kernels(), coretype);
     if (root && !cfg.quiet)
-        printf("# gradflow %s (git %s), %d ranks, grid %dx%d\n# resolved configuration:\n%s",
-               GF_VERSION, GF_GIT_REVISION, nranks, cfg.grid_t, cfg.grid_u, ini);
+        printf("# gradflow %s (git %s), %d ranks, grid %dx%d\n# BLAS: %s\n"
+               "# resolved configuration:\n%s",
+               GF_VERSION, GF_GIT_REVISION, nranks, cfg.grid_t, cfg.grid_u, blas, ini);
     if (cfg.dry_run) {
         GfFlowSpec fs = fs_est; /* with a targets file: every step assumed a target */
         if (root) {

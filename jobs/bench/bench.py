@@ -287,7 +287,8 @@ def main():
            "quick": args.quick, "repeat": R, "cases": sorted(cases), "sizes": S,
            "loadavg_start": os.getloadavg(), "iterations": []}
     try:
-        raw["gradflow_version"] = B.sh([B.gradflow, "--version"])[0].strip()
+        # "gradflow V (git R)" and "BLAS: ..." (the kernels every party runs)
+        raw["gradflow_version"] = "; ".join(B.sh([B.gradflow, "--version"])[0].split("\n")).strip("; ")
     except SystemExit:
         pass
     # the sources this build came from (others may be editing them): a digest of

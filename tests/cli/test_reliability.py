@@ -223,7 +223,7 @@ def test_io_error_leaves_the_partial(tmp_path):
     cmd = [*mpiexec_words(), "--oversubscribe", "-np", "3", *inner]
     r = subprocess.run(cmd, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == EIO, r.stderr
-    lines = [line for line in r.stderr.splitlines() if line.startswith("gradflow:")]
+    lines = [line for line in r.stderr.splitlines() if line.startswith("gradflow: error:")]
     assert len(lines) == 1 and "writing" in lines[0] and "out.h5.partial" in lines[0], r.stderr
     assert not (tmp_path / "out.h5").exists()
     assert (tmp_path / "out.h5.partial").exists()
@@ -316,7 +316,7 @@ def test_corrupt_weights_files_get_one_clear_error(tmp_path):
         statuses[name] = r.returncode
         assert r.returncode in (0, EDATA, EIO), (name, r.returncode, r.stderr)
         if r.returncode:
-            errors = [line for line in r.stderr.splitlines() if line.startswith("gradflow:")]
+            errors = [line for line in r.stderr.splitlines() if line.startswith("gradflow: error:")]
             assert len(errors) == 1 and "--weights" in errors[0], (name, r.stderr)
             assert not (tmp_path / f"out-{name}.h5").exists()
     assert sum(s != 0 for s in statuses.values()) >= len(variants) // 2, statuses
@@ -340,5 +340,5 @@ def test_output_directory_removed_mid_run(tmp_path):
     if d.exists():
         pytest.skip("the run finished before the directory could be removed")
     assert rc == EIO, err
-    errors = [line for line in err.splitlines() if line.startswith("gradflow:")]
+    errors = [line for line in err.splitlines() if line.startswith("gradflow: error:")]
     assert len(errors) == 1 and "out.h5" in errors[0], err
