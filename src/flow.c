@@ -104,14 +104,7 @@ int64_t gf_flow_max_v_rows(const GfFlowSpec *spec, const GfPar *par)
                           lower_bound(spec->units_v, spec->n_v, b.lo);
         most = c > most ? c : most;
     }
-    /* the smallest divisor of N_v that holds any rank's rows: chunks then tile
-     * the dataset exactly (no partial edge chunk, whose padding HDF5 would
-     * leave unwritten and the file not byte-reproducible), and they match the
-     * ranks' row blocks whenever N_v splits evenly */
-    int64_t cv = most;
-    while (spec->n_v % cv)
-        ++cv;
-    return cv;
+    return most;
 }
 
 int64_t gf_flow_batch_lags(const GfFlowSpec *spec, int64_t cv)
@@ -122,7 +115,7 @@ int64_t gf_flow_batch_lags(const GfFlowSpec *spec, int64_t cv)
         cl = 1;
     if (cl > spec->max_lag + 1)
         cl = spec->max_lag + 1;
-    while ((spec->max_lag + 1) % cl) /* a divisor of L+1: no partial chunk (see above) */
+    while ((spec->max_lag + 1) % cl) /* a divisor of L+1: every round writes a whole batch */
         --cl;
     return cl;
 }
@@ -162,6 +155,8 @@ int64_t gf_flow_estimate_rank_bytes(const GfFlowSpec *spec, int64_t n_, int64_t 
      * the gathered panel, the product rows */
     const double doubles = nl * ld * (Pu == 1 ? 2 : 1) + (Pu == 1 ? 0 : nl * n + n * kb) + nl * kb + 4 * ld + n
                            + (spec->tensor ? cap * 2 * (double)cl * (double)cv * (double)spec->n_k : 0)
+                           /* the sink's staging copy of one round (h5io's tensor writer) */
+                           + (spec->tensor ? (spec->jacobian ? 2 : 1) * (double)cl * (double)cv * (double)spec->n_k : 0)
                            + (spec->jacobian ? 8 : 6) * cells
                            /* a checkpoint's copy of the norms and its done flags */
                            + (spec->jacobian ? 6 : 4) * cells + (double)spec->n_t;

@@ -48,29 +48,52 @@ static const char *const axis_desc[AX_COUNT] = {
     "the task's lag of each sweep point",
     "trial index; its seed derives from --seed and the index"};
 
-/* The write-back helper.  Tensor bytes written by the flow sit in the page
- * cache until the sync before `complete`; at disk speed that sync alone
- * would take seconds per GB.  So every 32 MiB the kernel is asked to start
- * writing back (sync_file_range, which does not wait for the data but does
- * wait while the disk's queue is full): by a thread of its own when MPI
- * allows one (MPI_THREAD_FUNNELED: it makes no MPI or HDF5 call), so that
- * the flow never waits for the disk; in line otherwise.  Linux only; a
- * no-op elsewhere. */
+/* The tensor writer.  /flow/G and /flow/J are contiguous datasets, allocated
+ * when they are created (parallel HDF5 always allocates early) and never
+ * filled, so entry [i][L][a][b] lies at a fixed file offset.  Each rank
+ * writes its own rows of each round with pwrite at those offsets, from a
+ * thread of its own: the round's slab is copied into a staging buffer (one
+ * per dataset) and the flow goes on computing while the thread writes it.
+ * The thread makes no MPI or HDF5 call (MPI is initialised FUNNELED).  Every
+ * 32 MiB it also asks the kernel to start writing back (sync_file_range,
+ * Linux), so that the sync before `complete` does not wait for the whole
+ * tensor.  A write error is kept and reported, agreed by all ranks, at the
+ * next round or sync.
+ *
+ * Through MPI-IO instead (H5Dwrite, each rank's rows as independent writes
+ * under a collective call) when GRADFLOW_TENSOR_IO=mpiio, for file systems
+ * that MPI-IO reaches but POSIX calls do not; and when the file cannot be
+ * opened with open(2) by every rank, or its datasets are not contiguous (a
+ * file written by an older gradflow, resumed).  The thread then only starts
+ * the write-back. */
 typedef struct {
-    int fd;                 /* the .partial, read-only; -1 not opened, -2 cannot be */
-    int threaded, pending, quit;
+    double *data;      /* (nlags, nva, nk) staged slab, cap doubles */
+    int64_t cap;
+    int64_t offset;    /* file offset of its first row */
+    int64_t nlags;     /* lags in the slab */
+    int64_t lag_bytes; /* bytes of one lag: nva * nk * 8, contiguous in the file */
+    int64_t stride;    /* bytes from one lag to the next in the file: N_v * N_k * 8 */
+    int busy;          /* queued or being written */
+} Stage;
+
+typedef struct {
+    int fd;            /* the .partial, write-only; -1 none */
+    int direct;        /* 1: pwrite by this thread; 0: H5Dwrite, the thread starts write-back only */
+    int threaded, quit, sync_wanted, err;
+    int64_t unsynced;  /* bytes since the last start of write-back */
+    int64_t base[2];   /* file offsets of /flow/G and /flow/J */
+    Stage stage[2];    /* G, J */
     pthread_t thread;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-} Writeback;
+    pthread_cond_t wake, idle;
+} Writer;
 
-static void writeback_stop(Writeback *w);
+static void writer_stop(Writer *w);
 
 struct GfH5Out {
     const GfPar *par;
     hid_t file, dxpl, dxpl_tensor;
-    Writeback wb;     /* starts the write-back of the tensor while the flow computes */
-    int64_t unsynced; /* tensor bytes this rank wrote since the last start of write-back */
+    Writer wr;        /* writes the tensor while the flow computes (see above) */
     char path[GF_PATH_MAX], partial[GF_PATH_MAX + 16];
     int64_t n, m, n_out, T;
     const GfFlowSpec *flow;   /* set by gf_h5_flow_begin: values of the flow axes */
@@ -240,10 +263,11 @@ static hid_t scale_of(GfH5Out *h, hid_t g, Axis ax)
     return ds;
 }
 
-/* Creates dataset g/name of file type ftype with the given axes (1 to 4),
- * chunked when chunk is not NULL, attaches their scales and writes its description. Returns the dataset or < 0. */
-static hid_t create_chunked(GfH5Out *h, hid_t g, const char *name, hid_t ftype, int rank,
-                            const Axis *axes, const char *desc, const hsize_t *chunk)
+/* Creates dataset g/name of file type ftype on the given axes (1 to 4),
+ * contiguous, attaches their scales and writes its description.  Returns the
+ * dataset, or -1 on every rank when it fails on any. */
+static hid_t create_ds(GfH5Out *h, hid_t g, const char *name, hid_t ftype, int rank, const Axis *axes,
+                       const char *desc)
 {
     hsize_t dims[4];
     for (int k = 0; k < rank; ++k)
@@ -253,8 +277,6 @@ static hid_t create_chunked(GfH5Out *h, hid_t g, const char *name, hid_t ftype, 
     /* every element is written, so never spend a pass writing fill values */
     H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
     H5Pset_obj_track_times(dcpl, 0);
-    if (chunk)
-        H5Pset_chunk(dcpl, rank, chunk);
     hid_t ds = H5Dcreate2(g, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     H5Pclose(dcpl);
     H5Sclose(space);
@@ -279,11 +301,6 @@ static hid_t create_chunked(GfH5Out *h, hid_t g, const char *name, hid_t ftype, 
     return ds;
 }
 
-static hid_t create_ds(GfH5Out *h, hid_t g, const char *name, hid_t ftype, int rank, const Axis *axes,
-                       const char *desc)
-{
-    return create_chunked(h, g, name, ftype, rank, axes, desc, NULL);
-}
 
 /* Creates and writes one float64 dataset: this rank's block as write_block. */
 static int put_f64(GfH5Out *h, hid_t g, const char *name, int rank, Axis ax0, Axis ax1,
@@ -335,7 +352,7 @@ static int open_partial(const GfPar *par, const char *path, const GfModel *sizes
     }
     h->par = par;
     h->file = h->dxpl = h->dxpl_tensor = h->G = h->J = -1;
-    h->wb.fd = -1;
+    h->wr.fd = -1;
     snprintf(h->path, sizeof h->path, "%s", path);
     snprintf(h->partial, sizeof h->partial, "%s.partial", path);
     h->n = sizes->n;
@@ -367,11 +384,11 @@ static int open_partial(const GfPar *par, const char *path, const GfModel *sizes
     }
     h->dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(h->dxpl, H5FD_MPIO_COLLECTIVE);
-    /* The tensor's writes: collective for HDF5 (every rank takes part in every
-     * round), but each rank's whole chunks go to MPI-IO as independent writes.
-     * Collective buffering would copy every byte once more into the
-     * aggregators' buffers, for nothing: the pieces are already large and
-     * disjoint (one rank's chunks). */
+    /* The tensor's writes when they go through MPI-IO (see the tensor
+     * writer): collective for HDF5 (every rank takes part in every round),
+     * but each rank's rows go to MPI-IO as independent writes.  Collective
+     * buffering would copy every byte once more into the aggregators'
+     * buffers, for nothing: the pieces are already large and disjoint. */
     h->dxpl_tensor = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(h->dxpl_tensor, H5FD_MPIO_COLLECTIVE);
     H5Pset_dxpl_mpio_collective_opt(h->dxpl_tensor, H5FD_MPIO_INDIVIDUAL_IO);
@@ -394,8 +411,12 @@ int gf_h5_reopen(const GfPar *par, const char *path, const char *command_line, c
     return gf_par_agree(par, rc);
 }
 
+static int tensor_drain(GfH5Out *h, int sync);
+
 int gf_h5_flush(GfH5Out *h)
 {
+    if (tensor_drain(h, 1))
+        return GF_EIO;
     const int rc = H5Fflush(h->file, H5F_SCOPE_GLOBAL) < 0
                        ? gf_error(GF_EIO, "%s: flushing failed (disk full?)", h->partial) : GF_OK;
     return gf_par_agree(h->par, rc);
@@ -613,6 +634,8 @@ int gf_h5_close(GfH5Out *h, int status)
     if (h->J >= 0)
         H5Dclose(h->J);
     int rc = status;
+    if (!rc)
+        rc = tensor_drain(h, 1);
     if (!rc) {
         /* everything else is on disk before the file claims to be whole */
         rc = H5Fflush(h->file, H5F_SCOPE_GLOBAL) < 0
@@ -624,7 +647,7 @@ int gf_h5_close(GfH5Out *h, int status)
         H5Pclose(h->dxpl);
     if (h->dxpl_tensor >= 0)
         H5Pclose(h->dxpl_tensor);
-    writeback_stop(&h->wb);
+    writer_stop(&h->wr);
     /* After a failed write the ranks' HDF5 states may differ (one holds dirty
      * metadata another flushed), and closing would run collective flushes
      * that no longer match: a hang.  The file is abandoned as it is; it never
@@ -817,69 +840,212 @@ int gf_h5_read_rows(const GfPar *par, const char *spec, const char *option, int6
 /* ---- the flow tensor (SPEC §3-4, /flow and /lag) ---- */
 
 /* The sink: this rank's slab of lags x V rows x K of one target, collective. */
-static void *writeback_main(void *arg)
+
+/* Writes len bytes at off; 0 or an errno. */
+static int pwrite_all(int fd, const char *p, int64_t len, int64_t off)
 {
-    Writeback *w = arg;
+    while (len > 0) {
+        const size_t piece = len > ((int64_t)1 << 30) ? (size_t)1 << 30 : (size_t)len;
+        const ssize_t k = pwrite(fd, p, piece, (off_t)off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return k < 0 ? errno : EIO;
+        p += k;
+        len -= k;
+        off += k;
+    }
+    return 0;
+}
+
+/* One staged slab to the file: a lag's rows are contiguous there, and the
+ * whole slab is when this rank holds every row. */
+static int write_stage(int fd, const Stage *st)
+{
+    const char *p = (const char *)st->data;
+    if (st->lag_bytes == st->stride)
+        return pwrite_all(fd, p, st->nlags * st->lag_bytes, st->offset);
+    int e = 0;
+    for (int64_t l = 0; l < st->nlags && !e; ++l)
+        e = pwrite_all(fd, p + l * st->lag_bytes, st->lag_bytes, st->offset + l * st->stride);
+    return e;
+}
+
+static void start_writeback(const Writer *w)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    (void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+    (void)w;
+#endif
+}
+
+/* Counts written bytes (lock held, or no thread); every 32 MiB a write-back is due. */
+static int writeback_due(Writer *w, int64_t bytes)
+{
+    w->unsynced += bytes;
+    if (w->unsynced < ((int64_t)32 << 20))
+        return 0;
+    w->unsynced = 0;
+    return 1;
+}
+
+static void *writer_main(void *arg)
+{
+    Writer *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->pending && !w->quit)
+        const int k = w->stage[0].busy ? 0 : w->stage[1].busy ? 1 : -1;
+        if (k < 0 && !w->sync_wanted) {
+            if (w->quit)
+                break;
             pthread_cond_wait(&w->wake, &w->lock);
-        if (w->quit)
-            break;
-        w->pending = 0;
+            continue;
+        }
+        const int sync = k < 0, failed = w->err != 0; /* after a failure nothing more is written */
+        if (sync)
+            w->sync_wanted = 0;
         pthread_mutex_unlock(&w->lock);
-#ifdef SYNC_FILE_RANGE_WRITE
-        (void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-#endif
+        const int e = k >= 0 && !failed ? write_stage(w->fd, &w->stage[k]) : 0;
+        if (sync)
+            start_writeback(w);
         pthread_mutex_lock(&w->lock);
+        if (k >= 0) {
+            w->stage[k].busy = 0;
+            if (e && !w->err)
+                w->err = e;
+            if (writeback_due(w, w->stage[k].nlags * w->stage[k].lag_bytes))
+                w->sync_wanted = 1;
+            pthread_cond_broadcast(&w->idle);
+        }
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
 }
 
-/* Asks for the write-back of what this rank wrote, every 32 MiB of tensor. */
-static void start_writeback(GfH5Out *h, int64_t bytes)
+/* Local.  Opens the .partial for this rank's writes and starts the thread
+ * (in line without one when MPI or pthreads will not have it).  fd stays -1
+ * when open(2) fails: no direct writes, no write-back. */
+static void writer_open(GfH5Out *h)
 {
-#ifdef SYNC_FILE_RANGE_WRITE
-    Writeback *w = &h->wb;
-    h->unsynced += bytes;
-    if (h->unsynced < ((int64_t)32 << 20) || w->fd == -2)
+    Writer *w = &h->wr;
+    w->fd = open(h->partial, O_WRONLY | O_CLOEXEC);
+    if (w->fd < 0)
         return;
-    h->unsynced = 0;
-    if (w->fd == -1) {
-        w->fd = open(h->partial, O_RDONLY | O_CLOEXEC);
-        if (w->fd < 0) {
-            w->fd = -2; /* do not try again */
-            return;
-        }
-        int level = MPI_THREAD_SINGLE;
-        MPI_Query_thread(&level);
-        w->threaded = level >= MPI_THREAD_FUNNELED && !pthread_mutex_init(&w->lock, NULL);
-        if (w->threaded && pthread_cond_init(&w->wake, NULL)) {
-            pthread_mutex_destroy(&w->lock);
-            w->threaded = 0;
-        }
-        if (w->threaded && pthread_create(&w->thread, NULL, writeback_main, w)) {
-            pthread_cond_destroy(&w->wake);
-            pthread_mutex_destroy(&w->lock);
-            w->threaded = 0;
-        }
+    int level = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&level);
+    w->threaded = level >= MPI_THREAD_FUNNELED && !pthread_mutex_init(&w->lock, NULL);
+    if (w->threaded && (pthread_cond_init(&w->wake, NULL) || pthread_cond_init(&w->idle, NULL))) {
+        pthread_mutex_destroy(&w->lock);
+        w->threaded = 0; /* a failed cond_init leaves nothing to destroy on Linux */
     }
-    if (w->threaded) {
-        pthread_mutex_lock(&w->lock);
-        w->pending = 1;
-        pthread_cond_signal(&w->wake);
-        pthread_mutex_unlock(&w->lock);
-    } else {
-        (void)sync_file_range(w->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (w->threaded && pthread_create(&w->thread, NULL, writer_main, w)) {
+        pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->idle);
+        pthread_mutex_destroy(&w->lock);
+        w->threaded = 0;
     }
-#else
-    (void)h, (void)bytes;
-#endif
 }
 
-/* Ends the helper thread and closes its descriptor (the data's sync is H5Fflush's). */
-static void writeback_stop(Writeback *w)
+/* Local.  Waits until the staged slabs are written; with sync, also until
+ * they are on disk.  Returns the first write error (an errno) or 0. */
+static int writer_drain(Writer *w, int sync)
+{
+    int e = 0;
+    if (w->threaded) {
+        pthread_mutex_lock(&w->lock);
+        while (w->stage[0].busy || w->stage[1].busy)
+            pthread_cond_wait(&w->idle, &w->lock);
+        e = w->err;
+        pthread_mutex_unlock(&w->lock);
+    } else {
+        e = w->err;
+    }
+    if (!e && sync && w->direct && fdatasync(w->fd) != 0) {
+        e = errno;
+        if (w->threaded)
+            pthread_mutex_lock(&w->lock);
+        w->err = e;
+        if (w->threaded)
+            pthread_mutex_unlock(&w->lock);
+    }
+    return e;
+}
+
+/* Local.  The first write error so far (an errno) or 0, without waiting. */
+static int writer_error(Writer *w)
+{
+    if (!w->threaded)
+        return w->err;
+    pthread_mutex_lock(&w->lock);
+    const int e = w->err;
+    pthread_mutex_unlock(&w->lock);
+    return e;
+}
+
+/* Local.  Stages nlags lags of this rank's rows for dataset k (0 G, 1 J);
+ * waits while its previous slab is still being written.  0 or an errno. */
+static int writer_submit(Writer *w, int k, const double *buf, int64_t offset, int64_t nlags,
+                         int64_t lag_bytes, int64_t stride)
+{
+    Stage *st = &w->stage[k];
+    int e = 0;
+    if (w->threaded) {
+        pthread_mutex_lock(&w->lock);
+        while (st->busy)
+            pthread_cond_wait(&w->idle, &w->lock);
+        e = w->err;
+        pthread_mutex_unlock(&w->lock);
+    } else {
+        e = w->err;
+    }
+    const int64_t count = nlags * lag_bytes / (int64_t)sizeof(double);
+    if (!e && count > st->cap) {
+        free(st->data); /* the thread is not using it: not busy */
+        st->data = malloc((size_t)count * sizeof(double));
+        st->cap = st->data ? count : 0;
+        e = st->data ? 0 : ENOMEM;
+    }
+    if (e)
+        return e;
+    memcpy(st->data, buf, (size_t)count * sizeof(double));
+    st->offset = offset;
+    st->nlags = nlags;
+    st->lag_bytes = lag_bytes;
+    st->stride = stride;
+    if (!w->threaded) {
+        e = w->err = write_stage(w->fd, st);
+        if (!e && writeback_due(w, nlags * lag_bytes))
+            start_writeback(w);
+        return e;
+    }
+    pthread_mutex_lock(&w->lock);
+    st->busy = 1;
+    pthread_cond_signal(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+/* Local.  After an H5Dwrite of bytes (the MPI-IO path): asks for write-back every 32 MiB. */
+static void writer_wrote(Writer *w, int64_t bytes)
+{
+    if (w->fd < 0)
+        return;
+    if (!w->threaded) {
+        if (writeback_due(w, bytes))
+            start_writeback(w);
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    if (writeback_due(w, bytes)) {
+        w->sync_wanted = 1;
+        pthread_cond_signal(&w->wake);
+    }
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Local.  Ends the thread (after its current slab), frees the stages, closes the descriptor. */
+static void writer_stop(Writer *w)
 {
     if (w->threaded) {
         pthread_mutex_lock(&w->lock);
@@ -888,29 +1054,90 @@ static void writeback_stop(Writeback *w)
         pthread_mutex_unlock(&w->lock);
         pthread_join(w->thread, NULL);
         pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->idle);
         pthread_mutex_destroy(&w->lock);
         w->threaded = 0;
+    }
+    for (int k = 0; k < 2; ++k) {
+        free(w->stage[k].data);
+        w->stage[k].data = NULL;
+        w->stage[k].cap = 0;
     }
     if (w->fd >= 0)
         close(w->fd);
     w->fd = -1;
+    w->direct = 0;
+}
+
+int gf_h5_check_tensor_io(void)
+{
+    const char *io = getenv("GRADFLOW_TENSOR_IO");
+    if (io && *io && strcmp(io, "posix") && strcmp(io, "mpiio"))
+        return gf_error(GF_EUSAGE, "GRADFLOW_TENSOR_IO='%s': must be 'posix' (the default: each rank "
+                                   "writes its rows with pwrite) or 'mpiio' (through HDF5's MPI-IO "
+                                   "driver)", io);
+    return GF_OK;
+}
+
+/* Collective.  Chooses how the tensor is written (see Writer) and starts the
+ * writer; every rank makes the same choice. */
+static int tensor_writer_start(GfH5Out *h)
+{
+    Writer *w = &h->wr;
+    const char *io = getenv("GRADFLOW_TENSOR_IO");
+    int usable = !(io && !strcmp(io, "mpiio"));
+    hsize_t userblock = 1;
+    hid_t fcpl = H5Fget_create_plist(h->file);
+    usable = usable && fcpl >= 0 && H5Pget_userblock(fcpl, &userblock) >= 0 && userblock == 0;
+    if (fcpl >= 0)
+        H5Pclose(fcpl);
+    const hid_t dsets[2] = {h->G, h->J};
+    for (int k = 0; k < 2; ++k) {
+        if (dsets[k] < 0)
+            continue;
+        hid_t dcpl = H5Dget_create_plist(dsets[k]);
+        H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
+        usable = usable && dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS &&
+                 H5Pget_nfilters(dcpl) == 0 && H5Dget_space_status(dsets[k], &status) >= 0 &&
+                 status == H5D_SPACE_STATUS_ALLOCATED;
+        const haddr_t addr = usable ? H5Dget_offset(dsets[k]) : HADDR_UNDEF;
+        usable = usable && addr != HADDR_UNDEF && addr < (haddr_t)INT64_MAX;
+        w->base[k] = usable ? (int64_t)addr : -1;
+        if (dcpl >= 0)
+            H5Pclose(dcpl);
+    }
+    writer_open(h);
+    w->direct = !gf_par_any(h->par, !usable || w->fd < 0);
+    return GF_OK;
 }
 
 static int put_flow(void *ctx, int64_t target, int64_t lag0, int64_t nlags, int64_t va0, int64_t nva,
                     const double *G, const double *J)
 {
     GfH5Out *h = ctx;
+    Writer *w = &h->wr;
     int rc = GF_OK;
     const hid_t dsets[2] = {h->G, h->J};
     const double *bufs[2] = {G, J};
+    const int64_t nk = h->flow->n_k, nv = h->flow->n_v, L1 = h->flow->max_lag + 1;
+    const int64_t row = nk * (int64_t)sizeof(double);
     for (int k = 0; k < 2 && !rc; ++k) {
         if (dsets[k] < 0)
             continue;
+        const int some = target >= 0 && nlags > 0 && nva > 0;
+        if (w->direct) { /* entry [i][L][a][b] at base + (((i (L+1) + L) N_v + a) N_k + b) 8 */
+            const int e = some ? writer_submit(w, k, bufs[k], w->base[k] + ((target * L1 + lag0) * nv + va0) * row,
+                                               nlags, nva * row, nv * row)
+                               : writer_error(w);
+            if (e)
+                rc = gf_error(e == ENOMEM ? GF_ENOMEM : GF_EIO, "%s: writing /flow/%s failed: %s%s", h->partial,
+                              k ? "J" : "G", strerror(e), e == ENOMEM ? "" : " (disk full or file system error?)");
+            continue;
+        }
         hid_t fs = H5Dget_space(dsets[k]), ms;
-        const hsize_t nk = (hsize_t)h->flow->n_k;
-        if (target >= 0 && nlags > 0 && nva > 0) {
+        if (some) {
             const hsize_t start[4] = {(hsize_t)target, (hsize_t)lag0, (hsize_t)va0, 0};
-            const hsize_t count[4] = {1, (hsize_t)nlags, (hsize_t)nva, nk};
+            const hsize_t count[4] = {1, (hsize_t)nlags, (hsize_t)nva, (hsize_t)nk};
             H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
             ms = H5Screate_simple(4, count, NULL);
         } else {
@@ -922,15 +1149,15 @@ static int put_flow(void *ctx, int64_t target, int64_t lag0, int64_t nlags, int6
         if (H5Dwrite(dsets[k], H5T_NATIVE_DOUBLE, ms, fs, h->dxpl_tensor, bufs[k]) < 0)
             rc = gf_error(GF_EIO, "%s: writing /flow/%s failed (disk full or file system error?)",
                           h->partial, k ? "J" : "G");
-        if (target >= 0)
-            start_writeback(h, (int64_t)(nlags * nva) * (int64_t)nk * (int64_t)sizeof(double));
+        if (some)
+            writer_wrote(w, nlags * nva * row);
         H5Sclose(ms);
         H5Sclose(fs);
     }
     return gf_par_agree(h->par, rc);
 }
 
-int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, int64_t cv, int64_t cl, GfFlowSink *sink)
+int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, GfFlowSink *sink)
 {
     h->flow = spec;
     int rc = GF_OK;
@@ -945,30 +1172,24 @@ int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, int64_t cv, int64_t cl,
         if (sc >= 0)
             H5Dclose(sc);
     }
-    if (!rc && spec->tensor) {
-        /* a chunk is cl lags x the V rows of (about) one rank x all K: about 1 MiB,
-         * written whole by one rank when the V rows split evenly */
-        /* at most 2^27 entries (1 GiB) a chunk, and a divisor of N_k so chunks tile */
-        hsize_t kc = (hsize_t)spec->n_k;
-        while (kc > 1 && (kc * (hsize_t)cv > ((hsize_t)1 << 27) || (hsize_t)spec->n_k % kc))
-            --kc;
-        const hsize_t chunk[4] = {1, (hsize_t)cl, (hsize_t)cv, kc};
-        h->G = create_chunked(h, g, "G", H5T_IEEE_F64LE, 4, ax,
-                              "G[i][L][a][b] = d delta_{v_a}(t_i - L) / d delta_{k_b}(t_i); NaN where "
-                              "t_i - L < 1; entries may under/overflow (see log10_norm_*)", chunk);
+    if (!rc && spec->tensor) { /* contiguous: see the tensor writer above */
+        h->G = create_ds(h, g, "G", H5T_IEEE_F64LE, 4, ax,
+                         "G[i][L][a][b] = d delta_{v_a}(t_i - L) / d delta_{k_b}(t_i); NaN where "
+                         "t_i - L < 1; entries may under/overflow (see log10_norm_*)");
         rc = h->G < 0 ? GF_EIO : GF_OK;
         if (!rc && spec->jacobian) {
-            h->J = create_chunked(h, g, "J", H5T_IEEE_F64LE, 4, ax,
-                                  "state Jacobian J[i][L][a][b] = d a_{k_b}(t_i) / d a_{v_a}(t_i - L) "
-                                  "(J(t,s) = F'(t) W ... F'(s+1) W, transposed to G's layout); NaN "
-                                  "where t_i - L < 1", chunk);
+            h->J = create_ds(h, g, "J", H5T_IEEE_F64LE, 4, ax,
+                             "state Jacobian J[i][L][a][b] = d a_{k_b}(t_i) / d a_{v_a}(t_i - L) "
+                             "(J(t,s) = F'(t) W ... F'(s+1) W, transposed to G's layout); NaN "
+                             "where t_i - L < 1");
             rc = h->J < 0 ? GF_EIO : GF_OK;
         }
     }
     H5Gclose(g);
     sink->ctx = h;
     sink->put = put_flow;
-    return gf_par_agree(h->par, rc);
+    rc = gf_par_agree(h->par, rc);
+    return rc || !spec->tensor ? rc : tensor_writer_start(h);
 }
 
 int gf_h5_flow_reopen(GfH5Out *h, const GfFlowSpec *spec, GfFlowSink *sink)
@@ -989,11 +1210,24 @@ int gf_h5_flow_reopen(GfH5Out *h, const GfFlowSpec *spec, GfFlowSink *sink)
     }
     sink->ctx = h;
     sink->put = put_flow;
+    rc = gf_par_agree(h->par, rc);
+    return rc || !spec->tensor ? rc : tensor_writer_start(h);
+}
+
+/* Collective.  Waits for this rank's tensor writes (and, with sync, for
+ * the disk); agreed status. */
+static int tensor_drain(GfH5Out *h, int sync)
+{
+    const int e = writer_drain(&h->wr, sync);
+    const int rc = e ? gf_error(GF_EIO, "%s: writing the flow tensor failed: %s (disk full or file "
+                                        "system error?)", h->partial, strerror(e)) : GF_OK;
     return gf_par_agree(h->par, rc);
 }
 
 int gf_h5_flow_end(GfH5Out *h, const GfFlowSpec *spec, const GfFlowResult *res)
 {
+    if (spec->tensor && tensor_drain(h, 0))
+        return GF_EIO;
     if (h->G >= 0)
         H5Dclose(h->G);
     if (h->J >= 0)

@@ -882,6 +882,8 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         rc = read_config_file(par, &cfg);
     if (!rc)
         rc = gf_par_agree(par, parse_fault());
+    if (!rc)
+        rc = gf_par_agree(par, gf_h5_check_tensor_io());
     if (!rc) {
         const char *slurm = getenv("SLURM_NTASKS");
         if (slurm && atoi(slurm) != nranks)
@@ -1112,9 +1114,8 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         if (!rc && fs.n_t) {
             t0 = gf_time_now();
             GfFlowSink sink;
-            const int64_t cv = gf_flow_max_v_rows(&fs, par);
             rc = cfg.resume ? gf_h5_flow_reopen(h, &fs, &sink)
-                            : gf_h5_flow_begin(h, &fs, cv, gf_flow_batch_lags(&fs, cv), &sink);
+                            : gf_h5_flow_begin(h, &fs, &sink);
             ck.h = h;
             const GfFlowControl ctl = {.skip = skip, .ctx = &ck, .round = flow_round};
             gf_progress_begin(&prog, "flow", 0, root && !cfg.quiet);
@@ -1159,7 +1160,8 @@ int gf_main(MPI_Comm world, int argc, char **argv)
         report_timer(par, "forward", t_fw);
         report_timer(par, "backward", t_bw);
         report_timer(par, "flow", t_flow);
-        if (fs.n_t && fs.tensor) /* part of "flow": the collective writes of the tensor */
+        /* part of "flow": handing the tensor to the writer (a copy, or a wait when it lags) */
+        if (fs.n_t && fs.tensor)
             report_timer(par, " G writes", fres.write_s);
         report_timer(par, "write", t_io);
         /* peak resident memory per rank, to set beside the --dry-run estimate */

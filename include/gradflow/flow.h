@@ -90,12 +90,11 @@ typedef struct {
 int gf_flow_parse_units(const char *spec, int64_t n, int64_t n_out, const char *option,
                         int64_t **units, int64_t *count);
 
-/* Local.  The lag height of a write batch (= the chunk height of /flow/G):
- * about 1 MiB of tensor per rank, a divisor of L+1.  cv from gf_flow_max_v_rows. */
+/* Local.  The lags of a write round: about 1 MiB of tensor per rank (G and J
+ * together), at least one, a divisor of L+1.  cv from gf_flow_max_v_rows. */
 int64_t gf_flow_batch_lags(const GfFlowSpec *spec, int64_t cv);
 
-/* Local.  The chunk height along V of /flow/G: the smallest divisor of N_v
- * that is at least the most V rows any unit rank of `par` holds. */
+/* Local.  The most V rows any unit rank of `par` holds. */
 int64_t gf_flow_max_v_rows(const GfFlowSpec *spec, const GfPar *par);
 
 /* Local.  Bytes gf_flow_run allocates on a rank with n_local units (of n,

@@ -51,9 +51,16 @@ int gf_h5_write_forward(GfH5Out *h, const GfModel *model, const GfForward *fw);
 int gf_h5_write_backward(GfH5Out *h, const GfModel *model, const GfBackward *bw);
 
 /* /flow: the axis datasets (targets, lags, units_v, units_k) and, when
- * spec->tensor, /flow/G (and /flow/J) chunked as 1 x cl lags x cv rows x N_k;
- * sets *sink to stream the tensor into them (gf_flow_run calls it). */
-int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, int64_t cv, int64_t cl, GfFlowSink *sink);
+ * spec->tensor, /flow/G (and /flow/J), contiguous; sets *sink to stream the
+ * tensor into them (gf_flow_run calls it).  Each rank writes its rows with
+ * pwrite from a thread of its own while the flow computes (GRADFLOW_TENSOR_IO
+ * =mpiio: through MPI-IO instead); gf_h5_flush, gf_h5_flow_end and
+ * gf_h5_close wait for those writes and report their errors. */
+int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, GfFlowSink *sink);
+
+/* Local: GF_EUSAGE, with a message, when GRADFLOW_TENSOR_IO is set to
+ * anything but posix or mpiio. */
+int gf_h5_check_tensor_io(void);
 
 /* For a resumed run: opens /flow/G (and /flow/J) of a reopened file, checks
  * their shape against spec, and sets *sink as gf_h5_flow_begin does. */

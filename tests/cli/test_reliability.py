@@ -214,14 +214,17 @@ def test_signal_through_the_launcher(tmp_path):
     assert complete(tmp_path / "out.h5") == 1
 
 
-def test_io_error_leaves_the_partial(tmp_path):
+@pytest.mark.parametrize("tensor_io", ["posix", "mpiio"])
+def test_io_error_leaves_the_partial(tmp_path, tensor_io):
     """Writes beyond a file-size limit fail (EFBIG) as on a full disk: status 74, the
-    error named once on rank 0, the .partial kept and never renamed."""
+    error named once on rank 0, the .partial kept and never renamed; whether the
+    tensor goes out with pwrite from the writer thread or through MPI-IO."""
     limit_kib = 4096
     inner = ["sh", "-c", f"trap '' XFSZ; ulimit -f {limit_kib * 2}; exec \"$0\" \"$@\"", gradflow_bin(),
              "--units", "256", "--steps", "100", "--flow-units-k", "all", "--quiet", "-o", "out.h5"]
     cmd = [*mpiexec_words(), "--oversubscribe", "-np", "3", *inner]
-    r = subprocess.run(cmd, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(cmd, cwd=tmp_path, env=child_env({"GRADFLOW_TENSOR_IO": tensor_io}),
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == EIO, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.startswith("gradflow: error:")]
     assert len(lines) == 1 and "writing" in lines[0] and "out.h5.partial" in lines[0], r.stderr
