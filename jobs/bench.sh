@@ -17,6 +17,7 @@
 # Cases (full sizes; --quick shrinks them to a smoke run of about 2 minutes):
 #   1 flow, compute-bound: |K| = n = 1024 and 2048, 64 lags, 1 rank x 1 BLAS
 #     thread; the G recurrence's flop rate / cblas_dgemm's rate at that shape
+#     (64 calls, as many as the flow's products, timed just before)
 #   2 flow, memory-bound: n = 4096, |K| = 8 (outputs), 256 lags, 4 targets
 #     (GF_BENCH_C2_TARGETS); time per lag / time to stream W once (triad)
 #   3 forward + BPTT: n = 4096, T = 512; per step / two passes over W
@@ -28,7 +29,9 @@
 #   7 memory: peak RSS / the --dry-run estimate
 #
 # Environment: GF_BENCH_REPEAT (R, default 3), GF_BENCH_CASES (default all),
-# GF_BENCH_C2_TARGETS (default 24: "many targets", which share each pass over W).  The full run takes 11-15 minutes on 2
+# GF_BENCH_C2_TARGETS (default 24: "many targets", which share each pass over W),
+# GF_BENCH_C1_N (case 1's sizes, default 1024,2048), GF_BENCH_C5_CASE2=0 (case 5
+# without its case-2 comparison: a focused, shorter rerun of case 1's peers).  The full run takes 11-15 minutes on 2
 # quiet cores (its header line gives the time).  Other processes on the
 # machine spoil the figures, the 2-rank ones most: the notes under the table
 # say how many cores others kept busy during the measurements.
