@@ -151,9 +151,9 @@ int64_t gf_flow_estimate_rank_bytes(const GfFlowSpec *spec, int64_t n_, int64_t 
     const double n = (double)n_, nl = (double)n_local, ld = cap * K1;
     const double kb = (double)panel_width(n_, cap_ * (int64_t)K1);
     const double cells = (double)spec->n_t * (double)(spec->max_lag + 1);
-    /* the block (twice when one rank holds every row), else the columns of W and
-     * the gathered panel, the product rows */
-    const double doubles = nl * ld * (Pu == 1 ? 2 : 1) + (Pu == 1 ? 0 : nl * n + n * kb) + nl * kb + 4 * ld + n
+    /* the block (twice when one rank holds every row, else the rows of W^T),
+     * the gathered panel */
+    const double doubles = nl * ld * (Pu == 1 ? 2 : 1) + (Pu == 1 ? 0 : nl * n) + n * kb + 4 * ld + n
                            + (spec->tensor ? cap * 2 * (double)cl * (double)cv * (double)spec->n_k : 0)
                            /* the sink's staging copy of one round (h5io's tensor writer) */
                            + (spec->tensor ? (spec->jacobian ? 2 : 1) * (double)cl * (double)cv * (double)spec->n_k : 0)
@@ -259,7 +259,7 @@ typedef struct {
     double *M;                 /* (n_local, ld): mantissas; column c is M[:,c] * 2^e[c] */
     int64_t *e;                /* (ld) binary exponents */
     double *M2;                /* (n_local, ld) the next step's block when Pu = 1 */
-    double *P, *R;             /* (n, kb) gathered panel of M, (n_local, kb) product rows */
+    double *P;                 /* (n, kb) gathered panel of M */
     double *Wt;                /* (n_local, n) rows lo.. of W^T (columns of W), when Pu > 1 */
     double *pend;              /* (ld) renormalisation factor 2^-k owed to each column: applied
                                 * after the next product (linear), saving a pass over M */
@@ -338,7 +338,8 @@ static void advance_all(Flow *f, int64_t s)
     } else {
         /* W split by columns for the flow: gather the panel's rows of M from every
          * rank into P (n, w), then this rank's rows of W^T M are one GEMM with a
-         * small (n_local, w) output: no partial sums to reduce */
+         * small (n_local, w) output: no partial sums to reduce.  The panel of M is
+         * in P by then, so the product overwrites it in place (ldc = ld). */
         for (int64_t c0 = 0; c0 < cols; c0 += f->kb) {
             const int64_t w = cols - c0 < f->kb ? cols - c0 : f->kb;
             for (int64_t r = 0; r < nl; ++r)
@@ -346,12 +347,10 @@ static void advance_all(Flow *f, int64_t s)
             gf_par_allgather_rows(f->par, f->P, (int)w);
             if (nl > 0 && f->Wt) /* rows of W^T held explicitly (Pu > 1) */
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nl, (int)w, (int)n, 1.0,
-                            f->Wt, (int)n, f->P, (int)w, 0.0, f->R, (int)w);
+                            f->Wt, (int)n, f->P, (int)w, 0.0, f->M + c0, (int)ld);
             else if (nl > 0) /* one rank holds all of W: W^T M directly */
                 cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)w, (int)n, 1.0,
-                            f->mo->W, (int)n, f->P, (int)w, 0.0, f->R, (int)w);
-            for (int64_t r = 0; r < nl; ++r)
-                memcpy(f->M + r * ld + c0, f->R + r * w, (size_t)w * sizeof(double));
+                            f->mo->W, (int)n, f->P, (int)w, 0.0, f->M + c0, (int)ld);
         }
     }
     /* one pass: G and u columns by F'(s), every column by its owed factor, and
@@ -760,13 +759,12 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
     f.P = gf_calloc((size_t)(f.n * f.kb), sizeof(double), "flow gathered panel (n x panel)");
     f.Wt = gf_par_unit_size(par) > 1 ? gf_calloc((size_t)(f.nl * f.n), sizeof(double),
                                                  "W^T rows (n_local x n)") : NULL;
-    f.R = gf_calloc((size_t)(f.nl * f.kb), sizeof(double), "flow panel rows");
     f.stat = gf_calloc((size_t)(3 * f.ld + f.K1), sizeof(double), "flow statistics");
     f.act = gf_calloc((size_t)f.cap, sizeof(Target), "flow targets");
     f.free_slots = gf_calloc((size_t)f.cap, sizeof(int64_t), "flow targets");
     f.pool = spec->tensor ? gf_calloc((size_t)(f.cap * 2 * f.cl * f.nva * f.nk), sizeof(double),
                                       "flow write buffers") : NULL;
-    int rc = (!owner || !idx || !load || !f.done || !colsum || !f.M || !f.e || !f.P || !f.R || !f.stat || !f.act ||
+    int rc = (!owner || !idx || !load || !f.done || !colsum || !f.M || !f.e || !f.P || !f.stat || !f.act ||
               (gf_par_unit_size(par) == 1 && !f.M2) || (gf_par_unit_size(par) > 1 && !f.Wt) ||
               !f.pend || !f.in_v ||
               !f.free_slots || (spec->tensor && !f.pool)) ? GF_ENOMEM : GF_OK;
@@ -831,7 +829,7 @@ int gf_flow_run(const GfModel *mo, const GfForward *fw, const GfFlowSpec *spec, 
             }
         }
     }
-    free(owner), free(idx), free(load), free(f.done), free(colsum), free(f.M), free(f.e), free(f.P), free(f.R), free(f.stat);
+    free(owner), free(idx), free(load), free(f.done), free(colsum), free(f.M), free(f.e), free(f.P), free(f.stat);
     free(f.act), free(f.free_slots), free(f.pool), free(f.M2), free(f.Wt), free(f.pend), free(f.in_v);
     return rc;
 }
