@@ -935,9 +935,14 @@ static void writer_open(GfH5Out *h)
     int level = MPI_THREAD_SINGLE;
     MPI_Query_thread(&level);
     w->threaded = level >= MPI_THREAD_FUNNELED && !pthread_mutex_init(&w->lock, NULL);
-    if (w->threaded && (pthread_cond_init(&w->wake, NULL) || pthread_cond_init(&w->idle, NULL))) {
+    if (w->threaded && pthread_cond_init(&w->wake, NULL)) {
         pthread_mutex_destroy(&w->lock);
-        w->threaded = 0; /* a failed cond_init leaves nothing to destroy on Linux */
+        w->threaded = 0;
+    }
+    if (w->threaded && pthread_cond_init(&w->idle, NULL)) {
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->lock);
+        w->threaded = 0;
     }
     if (w->threaded && pthread_create(&w->thread, NULL, writer_main, w)) {
         pthread_cond_destroy(&w->wake);
@@ -1085,7 +1090,8 @@ static int tensor_writer_start(GfH5Out *h)
 {
     Writer *w = &h->wr;
     const char *io = getenv("GRADFLOW_TENSOR_IO");
-    int usable = !(io && !strcmp(io, "mpiio"));
+    /* the thread writes native doubles where the file says IEEE little-endian */
+    int usable = !(io && !strcmp(io, "mpiio")) && H5Tequal(H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE) > 0;
     hsize_t userblock = 1;
     hid_t fcpl = H5Fget_create_plist(h->file);
     usable = usable && fcpl >= 0 && H5Pget_userblock(fcpl, &userblock) >= 0 && userblock == 0;
@@ -1226,7 +1232,10 @@ static int tensor_drain(GfH5Out *h, int sync)
 
 int gf_h5_flow_end(GfH5Out *h, const GfFlowSpec *spec, const GfFlowResult *res)
 {
-    if (spec->tensor && tensor_drain(h, 0))
+    /* synced, not only written: the HDF5 writes that follow may read-modify-write
+     * blocks next to the tensor through MPI-IO, which must find it on the file
+     * server (file systems without coherent caches across nodes, e.g. NFS) */
+    if (spec->tensor && tensor_drain(h, 1))
         return GF_EIO;
     if (h->G >= 0)
         H5Dclose(h->G);
