@@ -301,7 +301,6 @@ static hid_t create_ds(GfH5Out *h, hid_t g, const char *name, hid_t ftype, int r
     return ds;
 }
 
-
 /* Creates and writes one float64 dataset: this rank's block as write_block. */
 static int put_f64(GfH5Out *h, hid_t g, const char *name, int rank, Axis ax0, Axis ax1,
                    const char *desc, int64_t r0, int64_t nr, int64_t c0, int64_t nc, int64_t ld,
@@ -839,8 +838,6 @@ int gf_h5_read_rows(const GfPar *par, const char *spec, const char *option, int6
 
 /* ---- the flow tensor (SPEC §3-4, /flow and /lag) ---- */
 
-/* The sink: this rank's slab of lags x V rows x K of one target, collective. */
-
 /* Writes len bytes at off; 0 or an errno. */
 static int pwrite_all(int fd, const char *p, int64_t len, int64_t off)
 {
@@ -888,6 +885,19 @@ static int writeback_due(Writer *w, int64_t bytes)
         return 0;
     w->unsynced = 0;
     return 1;
+}
+
+/* The writer's lock, a no-op without the thread (nothing else then runs). */
+static void writer_lock(Writer *w)
+{
+    if (w->threaded)
+        pthread_mutex_lock(&w->lock);
+}
+
+static void writer_unlock(Writer *w)
+{
+    if (w->threaded)
+        pthread_mutex_unlock(&w->lock);
 }
 
 static void *writer_main(void *arg)
@@ -956,23 +966,16 @@ static void writer_open(GfH5Out *h)
  * they are on disk.  Returns the first write error (an errno) or 0. */
 static int writer_drain(Writer *w, int sync)
 {
-    int e = 0;
-    if (w->threaded) {
-        pthread_mutex_lock(&w->lock);
-        while (w->stage[0].busy || w->stage[1].busy)
-            pthread_cond_wait(&w->idle, &w->lock);
-        e = w->err;
-        pthread_mutex_unlock(&w->lock);
-    } else {
-        e = w->err;
-    }
+    writer_lock(w);
+    while (w->stage[0].busy || w->stage[1].busy) /* never busy without the thread */
+        pthread_cond_wait(&w->idle, &w->lock);
+    int e = w->err;
+    writer_unlock(w);
     if (!e && sync && w->direct && fdatasync(w->fd) != 0) {
         e = errno;
-        if (w->threaded)
-            pthread_mutex_lock(&w->lock);
+        writer_lock(w);
         w->err = e;
-        if (w->threaded)
-            pthread_mutex_unlock(&w->lock);
+        writer_unlock(w);
     }
     return e;
 }
@@ -980,11 +983,9 @@ static int writer_drain(Writer *w, int sync)
 /* Local.  The first write error so far (an errno) or 0, without waiting. */
 static int writer_error(Writer *w)
 {
-    if (!w->threaded)
-        return w->err;
-    pthread_mutex_lock(&w->lock);
+    writer_lock(w);
     const int e = w->err;
-    pthread_mutex_unlock(&w->lock);
+    writer_unlock(w);
     return e;
 }
 
@@ -994,16 +995,11 @@ static int writer_submit(Writer *w, int k, const double *buf, int64_t offset, in
                          int64_t lag_bytes, int64_t stride)
 {
     Stage *st = &w->stage[k];
-    int e = 0;
-    if (w->threaded) {
-        pthread_mutex_lock(&w->lock);
-        while (st->busy)
-            pthread_cond_wait(&w->idle, &w->lock);
-        e = w->err;
-        pthread_mutex_unlock(&w->lock);
-    } else {
-        e = w->err;
-    }
+    writer_lock(w);
+    while (st->busy) /* never busy without the thread */
+        pthread_cond_wait(&w->idle, &w->lock);
+    int e = w->err;
+    writer_unlock(w);
     const int64_t count = nlags * lag_bytes / (int64_t)sizeof(double);
     if (!e && count > st->cap) {
         free(st->data); /* the thread is not using it: not busy */
@@ -1036,17 +1032,16 @@ static void writer_wrote(Writer *w, int64_t bytes)
 {
     if (w->fd < 0)
         return;
-    if (!w->threaded) {
-        if (writeback_due(w, bytes))
-            start_writeback(w);
-        return;
-    }
-    pthread_mutex_lock(&w->lock);
+    writer_lock(w);
     if (writeback_due(w, bytes)) {
-        w->sync_wanted = 1;
-        pthread_cond_signal(&w->wake);
+        if (w->threaded) {
+            w->sync_wanted = 1;
+            pthread_cond_signal(&w->wake);
+        } else {
+            start_writeback(w);
+        }
     }
-    pthread_mutex_unlock(&w->lock);
+    writer_unlock(w);
 }
 
 /* Local.  Ends the thread (after its current slab), frees the stages, closes the descriptor. */
@@ -1086,7 +1081,7 @@ int gf_h5_check_tensor_io(void)
 
 /* Collective.  Chooses how the tensor is written (see Writer) and starts the
  * writer; every rank makes the same choice. */
-static int tensor_writer_start(GfH5Out *h)
+static void tensor_writer_start(GfH5Out *h)
 {
     Writer *w = &h->wr;
     const char *io = getenv("GRADFLOW_TENSOR_IO");
@@ -1114,9 +1109,9 @@ static int tensor_writer_start(GfH5Out *h)
     }
     writer_open(h);
     w->direct = !gf_par_any(h->par, !usable || w->fd < 0);
-    return GF_OK;
 }
 
+/* The sink: this rank's slab of lags x V rows x K of one target, collective. */
 static int put_flow(void *ctx, int64_t target, int64_t lag0, int64_t nlags, int64_t va0, int64_t nva,
                     const double *G, const double *J)
 {
@@ -1195,7 +1190,9 @@ int gf_h5_flow_begin(GfH5Out *h, const GfFlowSpec *spec, GfFlowSink *sink)
     sink->ctx = h;
     sink->put = put_flow;
     rc = gf_par_agree(h->par, rc);
-    return rc || !spec->tensor ? rc : tensor_writer_start(h);
+    if (!rc && spec->tensor)
+        tensor_writer_start(h);
+    return rc;
 }
 
 int gf_h5_flow_reopen(GfH5Out *h, const GfFlowSpec *spec, GfFlowSink *sink)
@@ -1217,7 +1214,9 @@ int gf_h5_flow_reopen(GfH5Out *h, const GfFlowSpec *spec, GfFlowSink *sink)
     sink->ctx = h;
     sink->put = put_flow;
     rc = gf_par_agree(h->par, rc);
-    return rc || !spec->tensor ? rc : tensor_writer_start(h);
+    if (!rc && spec->tensor)
+        tensor_writer_start(h);
+    return rc;
 }
 
 /* Collective.  Waits for this rank's tensor writes (and, with sync, for

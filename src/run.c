@@ -948,8 +948,9 @@ int gf_main(MPI_Comm world, int argc, char **argv)
     }
     char ini[16384];
     gf_config_to_ini(&cfg, ini, sizeof ini);
-    char blas[512], coretype[32];
-    gf_blas_describe(blas, sizeof blas);
+    char blas[512] = "", coretype[32];
+    if (root)
+        gf_blas_describe(blas, sizeof blas);
     if (root && gf_blas_kernels_behind(coretype, sizeof coretype))
         fprintf(stderr, "gradflow: warning: OpenBLAS runs its '%s' kernels, without the AVX2/FMA "
                 "instructions this CPU has, so every product is several times slower than it could "
